@@ -1,0 +1,340 @@
+"""`ix`: the command line. Thin: mutating commands run the same Dagster jobs the UI launches
+(on the instance in $DAGSTER_HOME, so they appear in the run history); read-only commands
+query the hot store directly."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ix_pipeline.settings import Settings, load_settings
+
+err = Console(stderr=True)
+
+
+class CliError(click.ClickException):
+    """One clear sentence plus what to do; exit code 1."""
+
+
+def _settings(data_dir: str | None) -> Settings:
+    settings = load_settings(data_dir)
+    os.environ["IX_DATA_DIR"] = str(settings.data_dir)
+    return settings
+
+
+def common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option(
+        "--data-dir", type=click.Path(file_okay=False), default=None,
+        help="Data folder (default: $IX_DATA_DIR or ./data).",
+    )(fn)  # fmt: skip
+    fn = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")(
+        fn
+    )
+    return fn
+
+
+def _as_of(value: str | None) -> datetime:
+    from ix_pipeline.orchestration.config import parse_as_of
+
+    try:
+        return parse_as_of(value)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _emit(as_json: bool, document: Any, human: Callable[[], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(document, default=str, indent=2))
+    else:
+        human()
+
+
+def _run_job(
+    settings: Settings, job_name: str, run_config: dict, tags: dict[str, str] | None = None
+):  # type: ignore[no-untyped-def]
+    from ix_pipeline.definitions import build_defs
+    from ix_pipeline.orchestration.instance import get_instance
+
+    instance = get_instance(settings.dagster_home)
+    job = build_defs(settings).resolve_job_def(job_name)
+    return job.execute_in_process(
+        run_config=run_config, instance=instance, tags={"ix/launched_by": "cli", **(tags or {})},
+        raise_on_error=False,
+    )  # fmt: skip
+
+
+def _job_failure(result) -> str:  # type: ignore[no-untyped-def]
+    for event in result.all_events:
+        if event.is_failure and event.step_failure_data is not None:
+            data = event.step_failure_data
+            if data.user_failure_data and data.user_failure_data.description:
+                return data.user_failure_data.description
+            if data.error:
+                return data.error.message.strip().splitlines()[-1]
+    return "the run failed; see the run in the Dagster UI"
+
+
+class IxGroup(click.Group):
+    """Turns the errors a user can act on into one clear sentence instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from ix_pipeline.lifecycle.restore import RestoreRefused
+        from ix_pipeline.store.hot import HotStoreBusy
+
+        try:
+            return super().invoke(ctx)
+        except (HotStoreBusy, RestoreRefused, FileNotFoundError) as exc:
+            raise CliError(str(exc)) from None
+
+
+@click.group(
+    cls=IxGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
+def main() -> None:
+    """ix: keep messaging interaction data hot while it matters, archive it when the rules say so,
+    and bring it back on request.
+
+    \b
+    Example:
+      ix demo                      # build a realistic workspace in ./data and run it
+      ix status --json cmp_000001  # where an item's data is and why
+    """
+
+
+@main.command()
+@common
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+def ingest(data_dir: str | None, as_json: bool, paths: tuple[str, ...]) -> None:
+    """Ingest catalog documents and Currents files (default: <data>/landing).
+
+    \b
+    Example:
+      ix ingest data/landing/catalog data/landing/currents
+    """
+    settings = _settings(data_dir)
+    from ix_pipeline.orchestration.jobs import ingest_run_config
+
+    targets = [str(Path(p).resolve()) for p in paths] or [str(settings.landing)]
+    result = _run_job(settings, "ingest", ingest_run_config(targets))
+    if not result.success:
+        raise CliError(f"ingest failed: {_job_failure(result)}")
+    meta: dict[str, Any] = {}
+    for node in ("ingest_catalog_documents", "ingest_currents_files"):
+        for mat in result.asset_materializations_for_node(node):
+            for k, v in mat.metadata.items():
+                meta.setdefault(k, getattr(v, "value", v))
+    doc = {"run_id": result.run_id, **meta}
+    _emit(as_json, doc, lambda: [click.echo(f"{k}: {v}") for k, v in doc.items()])
+
+
+@main.command()
+@common
+@click.option("--as-of", help="Decide as of this instant (ISO-8601; default now).")
+@click.option("--dry-run", is_flag=True, help="List what would expire and why; change nothing.")
+def expire(data_dir: str | None, as_json: bool, as_of: str | None, dry_run: bool) -> None:
+    """Run the nightly expiry: move stopped items past their three months to the archive.
+
+    \b
+    Example:
+      ix expire --as-of 2025-05-01T02:00:00Z --dry-run
+    """
+    settings = _settings(data_dir)
+    when = _as_of(as_of)
+    if dry_run:
+        from ix_pipeline.lifecycle.expiry import plan_expiry
+        from ix_pipeline.store.hot import hot_connection
+
+        with hot_connection(settings.hot_db, read_only=True) as con:
+            plan = plan_expiry(con, when)
+        eligible = plan.eligible
+        doc = {
+            "as_of": when.isoformat(), "dry_run": True, "expired": [d.item_id for d in eligible],
+            "rows_archived": sum(plan.hot_rows.get(d.item_id, 0) for d in eligible),
+            "reasons": {d.item_id: d.reason for d in eligible},
+        }  # fmt: skip
+
+        def human() -> None:
+            click.echo(
+                f"dry run as of {when.isoformat()}: {len(eligible)} items would expire, {doc['rows_archived']} rows"
+            )
+            for d in eligible:
+                click.echo(f"  {d.item_id}  {plan.hot_rows.get(d.item_id, 0):>8} rows  {d.reason}")
+
+        _emit(as_json, doc, human)
+        return
+    from ix_pipeline.orchestration.jobs import expiry_run_config
+
+    result = _run_job(
+        settings,
+        "nightly_expiry",
+        expiry_run_config(when.isoformat()),
+        {"ix/as_of": when.isoformat()},
+    )
+    if not result.success:
+        raise CliError(
+            f"expiry failed: {_job_failure(result)}. Nothing was lost; run it again to resume."
+        )
+    summary: dict[str, Any] = {}
+    for mat in result.asset_materializations_for_node("interaction_archive"):
+        summary = mat.metadata["result"].value  # type: ignore[assignment]
+    doc = {"as_of": when.isoformat(), "dry_run": False, "expired": summary.get("expired", []),
+           "rows_archived": summary.get("rows_archived", 0), "run_id": result.run_id}  # fmt: skip
+    _emit(as_json, doc, lambda: click.echo(
+        f"expired {len(doc['expired'])} items, archived {doc['rows_archived']} rows (run {result.run_id})"
+    ))  # fmt: skip
+
+
+@main.command()
+@common
+@click.option(
+    "--campaign", "campaigns", multiple=True, metavar="ID", help="Campaign id (repeatable)."
+)
+@click.option("--canvas", "canvases", multiple=True, metavar="ID", help="Canvas id (repeatable).")
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="TAG",
+    help="Every expired item with this tag (repeatable).",
+)
+@click.option(
+    "--as-of", help="Restore time recorded as the new inactivity anchor (ISO-8601; default now)."
+)
+@click.option("--requested-by", default="", help="E-mail for the completion notice.")
+def restore(data_dir: str | None, as_json: bool, campaigns: tuple[str, ...], canvases: tuple[str, ...],
+            tags: tuple[str, ...], as_of: str | None, requested_by: str) -> None:  # fmt: skip
+    """Restore expired interaction data by campaign id, Canvas id or tag (a union).
+
+    \b
+    Example:
+      ix restore --campaign cmp_000123 --tag "black friday"
+    """
+    settings = _settings(data_dir)
+    if not (campaigns or canvases or tags):
+        raise CliError("nothing to restore: give --campaign ID, --canvas ID or --tag TAG")
+    when = _as_of(as_of)
+    config = {"campaign_ids": list(campaigns), "canvas_ids": list(canvases), "tags": list(tags),
+              "requested_by": requested_by, "as_of": when.isoformat()}  # fmt: skip
+    result = _run_job(
+        settings, "restore_interaction_data", {"ops": {"restore_items": {"config": config}}}
+    )
+    if not result.success:
+        raise CliError(f"restore failed: {_job_failure(result)}")
+    out = result.output_for_node("restore_items")
+    doc = {"restored": out["restored"], "already_hot": out["already_hot"], "rows_restored": out["rows_restored"],
+           "rows_per_item": out["rows_per_item"], "notes": out["notes"], "run_id": result.run_id}  # fmt: skip
+
+    def human() -> None:
+        click.echo(
+            f"restored {len(doc['restored'])} items, {doc['rows_restored']} rows in {out['seconds']:.2f} s"
+        )
+        if doc["already_hot"]:
+            click.echo("already available: " + ", ".join(doc["already_hot"]))
+        for note in doc["notes"]:
+            click.echo(note)
+
+    _emit(as_json, doc, human)
+
+
+@main.command()
+@common
+@click.argument("ids", nargs=-1)
+@click.option("--as-of", help="Explain as of this instant (default now).")
+def status(data_dir: str | None, as_json: bool, ids: tuple[str, ...], as_of: str | None) -> None:
+    """State, expiry date, exemptions and reason per item (all items when no id is given).
+
+    \b
+    Example:
+      ix status cmp_000001 cnv_000002 --json
+    """
+    settings = _settings(data_dir)
+    from ix_pipeline.lifecycle.status import item_status
+    from ix_pipeline.store.hot import hot_connection
+
+    when = _as_of(as_of)
+    with hot_connection(settings.hot_db, read_only=True) as con:
+        from ix_pipeline.orchestration.resources import ArchiveResource
+
+        rows = item_status(
+            con, ArchiveResource(uri=settings.archive_uri).archive(), when, list(ids)
+        )
+    unknown = sorted(set(ids) - {r["id"] for r in rows})
+    if unknown:
+        raise CliError(f"unknown item id: {', '.join(unknown)}. `ix status` lists every item.")
+
+    def human() -> None:
+        table = Table("id", "type", "status", "state", "expires at", "hot", "archived", "reason")
+        for r in rows:
+            table.add_row(r["id"], r["type"], r["status"], r["state"], str(r["expires_at"] or "-"),
+                          str(r["hot_rows"]), str(r["archived_rows"]), r["reason"])  # fmt: skip
+        Console().print(table)
+
+    _emit(as_json, rows, human)
+
+
+@main.command()
+@common
+@click.option("--users", default=100_000, show_default=True, help="Users to generate.")
+@click.option("--events", default=2_000_000, show_default=True, help="Currents events to generate.")
+@click.option("--campaigns", default=200, show_default=True)
+@click.option("--canvases", default=50, show_default=True)
+@click.option("--seed", default=7, show_default=True)
+@click.option("--as-of", help="Run the expiry as of this instant (default now).")
+def demo(data_dir: str | None, as_json: bool, users: int, events: int, campaigns: int, canvases: int,
+         seed: int, as_of: str | None) -> None:  # fmt: skip
+    """Generate a realistic workspace in the data dir (catalog + Currents Avro files), then run it:
+    ingest, nightly expiry, and print a summary.
+
+    \b
+    Example:
+      ix demo --data-dir /tmp/ix-demo --users 10000 --events 200000
+    """
+    from rich.progress import Progress
+
+    from ix_pipeline.demo.workspace import generate_workspace
+
+    settings = _settings(data_dir)
+    when = _as_of(as_of)
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("generating workspace", total=None)
+
+        def progress(what: str, done: int, total: int) -> None:
+            bar.update(task, description=what, completed=done, total=total)
+
+        summary = generate_workspace(settings.data_dir, n_users=users, n_events=events, n_campaigns=campaigns,
+                                     n_canvases=canvases, seed=seed, progress=progress)  # fmt: skip
+    err.print(f"generated {summary}")
+    from ix_pipeline.orchestration.jobs import expiry_run_config, ingest_run_config
+
+    err.print("ingesting (Dagster job `ingest`)…")
+    ingested = _run_job(settings, "ingest", ingest_run_config([str(settings.landing)]))
+    if not ingested.success:
+        raise CliError(f"demo ingest failed: {_job_failure(ingested)}")
+    err.print(
+        f"running the nightly expiry as of {when.isoformat()} (Dagster job `nightly_expiry`)…"
+    )
+    expired = _run_job(settings, "nightly_expiry", expiry_run_config(when.isoformat()))
+    if not expired.success:
+        raise CliError(f"demo expiry failed: {_job_failure(expired)}")
+    from ix_pipeline.lifecycle.status import workspace_summary
+    from ix_pipeline.store.hot import hot_connection
+
+    with hot_connection(settings.hot_db, read_only=True) as con:
+        doc = workspace_summary(con)
+    doc["data_dir"] = str(settings.data_dir)
+
+    def human() -> None:
+        for k, v in doc.items():
+            click.echo(f"{k}: {v}")
+        click.echo(f"\nOpen the UI: DAGSTER_HOME={settings.dagster_home} IX_DATA_DIR={settings.data_dir} "
+                   ".venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1")  # fmt: skip
+
+    _emit(as_json, doc, human)

@@ -1,0 +1,372 @@
+"""Catalog documents (campaigns, Canvases, segments, content cards) into catalog tables.
+
+A document is checked for its shape here; its audience is parsed and validated by
+`audience.expressions`. A bad document is quarantined with its reason and the rest of the
+catalog still loads; an invalid audience is recorded against its consumer (never dropped,
+never evaluated as an empty audience). Derived tables are rebuilt from all current
+documents in the same transaction as the documents themselves, so they never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ix_pipeline.audience.expressions import (
+    AudienceError,
+    ItemInfo,
+    collect_errors,
+    parse_audience,
+    references,
+    validate_references,
+)
+from ix_pipeline.ingest.quarantine import Quarantine, Rejected
+from ix_pipeline.store.events import FileRecord, QuarantineEntry, already_ingested
+from ix_pipeline.store.hot import transaction
+
+DOCUMENT_TYPES = ("campaign", "canvas", "segment", "content_card")
+ITEM_TYPES = ("campaign", "canvas")
+ITEM_STATUSES = ("draft", "active", "stopped", "archived")
+
+
+class BadDocument(ValueError):
+    pass
+
+
+@dataclass
+class CatalogReport:
+    files_seen: int = 0
+    files_skipped: int = 0
+    files_quarantined: int = 0
+    documents_read: int = 0
+    documents_loaded: int = 0
+    documents_stale: int = 0
+    documents_quarantined: int = 0
+    items: int = 0
+    consumers: int = 0
+    invalid_consumers: int = 0
+    references: int = 0
+    audience_errors: list[str] = field(default_factory=list)
+
+
+def discover_catalog(paths: Iterable[Path]) -> Iterator[Path]:
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*.json") if p.is_file())
+        elif path.suffix == ".json":
+            yield path
+
+
+def parse_time(value: Any, field_name: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadDocument(
+            f"field {field_name} must be an ISO-8601 timestamp, found {type(value).__name__}"
+        )
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise BadDocument(
+            f"field {field_name} is not an ISO-8601 timestamp: {value[:60]!r}"
+        ) from exc
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def check_document(doc: Any) -> dict[str, Any]:
+    """The shape every document must have; unknown extra fields are kept, never fatal."""
+    if not isinstance(doc, dict):
+        raise BadDocument(f"a catalog document must be a JSON object, found {type(doc).__name__}")
+    doc_id = doc.get("id")
+    if not isinstance(doc_id, str) or not doc_id.strip():
+        raise BadDocument("field id is missing or not a non-empty string")
+    if len(doc_id) > 512:
+        raise BadDocument("field id is longer than 512 characters")
+    if doc.get("type") not in DOCUMENT_TYPES:
+        raise BadDocument(
+            f"document {doc_id}: field type must be one of {', '.join(DOCUMENT_TYPES)}, found {doc.get('type')!r}"
+        )
+    name = doc.get("name")
+    if name is not None and not isinstance(name, str):
+        raise BadDocument(f"document {doc_id}: field name must be a string")
+    for key in ("updated_at", "created_at", "stopped_at", "first_sent", "last_sent",
+                "interaction_data_deleted_at"):  # fmt: skip
+        try:
+            parse_time(doc.get(key), key)
+        except BadDocument as exc:
+            raise BadDocument(f"document {doc_id}: {exc}") from None
+    if doc["type"] in ITEM_TYPES:
+        status = doc.get("status", "active" if doc.get("enabled") else "stopped")
+        if status not in ITEM_STATUSES:
+            raise BadDocument(
+                f"document {doc_id}: field status must be one of {', '.join(ITEM_STATUSES)}, found {status!r}"
+            )
+        tags = doc.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise BadDocument(f"document {doc_id}: field tags must be a list of strings")
+        for key in ("messages",):
+            if doc.get(key) is not None and not isinstance(doc[key], dict):
+                raise BadDocument(f"document {doc_id}: field {key} must be an object")
+        for key in ("variants", "steps"):
+            value = doc.get(key)
+            if value is not None and not (
+                isinstance(value, list)
+                and all(isinstance(v, dict) and isinstance(v.get("id"), str) for v in value)
+            ):
+                raise BadDocument(
+                    f"document {doc_id}: field {key} must be a list of objects with an id"
+                )
+    elif doc.get("status", "active") not in ("active", "inactive"):
+        raise BadDocument(
+            f"document {doc_id}: field status must be active or inactive, found {doc.get('status')!r}"
+        )
+    return doc
+
+
+def _read_catalog_file(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[Rejected]]:
+    source = str(path.resolve())
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise BadDocument(f"{path.name} is not a readable JSON document: {exc}") from exc
+    docs = data if isinstance(data, list) else [data]
+    good: list[tuple[int, dict[str, Any]]] = []
+    rejected: list[Rejected] = []
+    for index, doc in enumerate(docs):
+        try:
+            good.append((index, check_document(doc)))
+        except BadDocument as exc:
+            doc_id = (
+                doc.get("id") if isinstance(doc, dict) and isinstance(doc.get("id"), str) else None
+            )
+            record = doc if isinstance(doc, dict) else {"value": doc}
+            rejected.append(
+                Rejected(source, index, f"catalog document #{index}: {exc}", doc_id, record)
+            )
+    return good, rejected
+
+
+def ingest_catalog(
+    con: duckdb.DuckDBPyConnection, paths: Iterable[Path], quarantine_root: Path, run_id: str
+) -> CatalogReport:
+    report = CatalogReport()
+    quarantine = Quarantine(quarantine_root)
+    now = datetime.now(UTC)
+    files: list[FileRecord] = []
+    rejected: list[Rejected] = []
+    file_paths: dict[str, Path] = {}
+    incoming: list[tuple[str, int, dict[str, Any]]] = []
+    for path in discover_catalog(paths):
+        report.files_seen += 1
+        stat = path.stat()
+        source = str(path.resolve())
+        if already_ingested(con, source, stat.st_size, stat.st_mtime_ns):
+            report.files_skipped += 1
+            continue
+        file_paths[source] = path
+        try:
+            good, bad = _read_catalog_file(path)
+        except BadDocument as exc:
+            rejected.append(Rejected(source, -1, str(exc)))
+            files.append(
+                FileRecord(source, stat.st_size, stat.st_mtime_ns, "catalog", "quarantined", 0, 0)
+            )
+            report.files_quarantined += 1
+            continue
+        rejected.extend(bad)
+        report.documents_read += len(good) + len(bad)
+        report.documents_quarantined += len(bad)
+        incoming.extend((source, index, doc) for index, doc in good)
+        files.append(
+            FileRecord(
+                source,
+                stat.st_size,
+                stat.st_mtime_ns,
+                "catalog",
+                "ingested",
+                len(good) + len(bad),
+                len(bad),
+            )
+        )
+
+    existing = {
+        row[0]: (row[1], row[2])
+        for row in con.execute("SELECT id, type, updated_at FROM catalog_documents").fetchall()
+    }
+    winners: dict[str, tuple[str, dict[str, Any]]] = {}
+    for source, index, doc in incoming:
+        doc_id, doc_type = doc["id"], doc["type"]
+        updated = parse_time(doc.get("updated_at"), "updated_at")
+        known = existing.get(doc_id)
+        pending = winners.get(doc_id)
+        other_type = (pending[1]["type"] if pending else None) or (known[0] if known else None)
+        if other_type is not None and other_type != doc_type:
+            rejected.append(Rejected(source, index,
+                f"catalog document #{index}: id {doc_id} is already a {other_type}, this document says {doc_type}",
+                doc_id, doc))  # fmt: skip
+            report.documents_quarantined += 1
+            continue
+        current = (
+            parse_time(pending[1].get("updated_at"), "updated_at")
+            if pending
+            else (known[1] if known else None)
+        )
+        if current is not None and updated is not None and updated < current:
+            report.documents_stale += 1
+            continue
+        winners[doc_id] = (source, doc)
+
+    saved = quarantine.save(rejected, file_paths)
+    with transaction(con):
+        for doc_id, (source, doc) in winners.items():
+            con.execute(
+                "INSERT OR REPLACE INTO catalog_documents VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [doc_id, doc["type"], doc.get("name"), parse_time(doc.get("updated_at"), "updated_at"),
+                 json.dumps(doc), source, now],
+            )  # fmt: skip
+        report.documents_loaded = len(winners)
+        rebuild_catalog_tables(con, report)
+        for f in files:
+            con.execute(
+                "INSERT OR REPLACE INTO ingested_files VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
+                [f.path, f.size, f.mtime_ns, f.kind, f.status, f.records,
+                 f.records - f.quarantined, f.quarantined, now, run_id],
+            )  # fmt: skip
+        for i, r in enumerate(rejected):
+            entry = QuarantineEntry(r.source, r.record_index, r.event_id, r.reason, saved[i])
+            con.execute(
+                "INSERT INTO quarantine_log VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [now, entry.source, entry.record_index, entry.event_id, entry.reason, entry.saved_to, run_id],
+            )  # fmt: skip
+    return report
+
+
+def _components(doc: Mapping[str, Any]) -> Iterator[tuple[str, str, str | None, bool]]:
+    """(component_type, id, name, is_control) of what an ID filter may name in an item."""
+    for mv_id, message in (doc.get("messages") or {}).items():
+        message = message if isinstance(message, dict) else {}
+        yield "variant", str(mv_id), message.get("name"), message.get("type") == "control"
+    for variant in doc.get("variants") or []:
+        yield (
+            "canvas_variation",
+            variant["id"],
+            variant.get("name"),
+            variant.get("type") == "control",
+        )
+    for step in doc.get("steps") or []:
+        yield "step", step["id"], step.get("name"), False
+        for mv_id, message in (step.get("messages") or {}).items():
+            message = message if isinstance(message, dict) else {}
+            yield "step_variant", str(mv_id), message.get("name"), message.get("type") == "control"
+
+
+def is_active(doc: Mapping[str, Any]) -> bool:
+    if doc["type"] in ITEM_TYPES:
+        return doc.get("status", "active" if doc.get("enabled") else "stopped") == "active"
+    return doc.get("status", "active") == "active"
+
+
+def rebuild_catalog_tables(con: duckdb.DuckDBPyConnection, report: CatalogReport) -> None:
+    """Derived tables from every current document: items, components, consumers, references."""
+    docs = [
+        json.loads(row[0])
+        for row in con.execute("SELECT document FROM catalog_documents ORDER BY id").fetchall()
+    ]
+    items = {d["id"]: d for d in docs if d["type"] in ITEM_TYPES}
+    known = {doc_id: ItemInfo.from_document(d) for doc_id, d in items.items()}
+    now = datetime.now(UTC)
+    for table in (
+        "catalog_items",
+        "item_components",
+        "audience_consumers",
+        "filter_references",
+        "catalog_errors",
+    ):
+        con.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+    item_rows, component_rows = [], []
+    for d in items.values():
+        status = d.get("status", "active" if d.get("enabled") else "stopped")
+        comps = list(_components(d))
+        item_rows.append((
+            d["id"], d["type"], d.get("name"), status, d.get("tags", []),
+            parse_time(d.get("stopped_at"), "stopped_at"), parse_time(d.get("first_sent"), "first_sent"),
+            parse_time(d.get("last_sent"), "last_sent"),
+            parse_time(d.get("interaction_data_deleted_at"), "interaction_data_deleted_at"),
+            bool(d.get("archived", status == "archived")), bool(d.get("draft", status == "draft")),
+            sum(1 for c in comps if c[0] == "variant") > 1,
+            parse_time(d.get("updated_at"), "updated_at"),
+        ))  # fmt: skip
+        component_rows.extend((d["id"], d["type"], *c) for c in comps)
+    if item_rows:
+        con.executemany(
+            "INSERT INTO catalog_items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", item_rows
+        )
+    if component_rows:
+        con.executemany("INSERT INTO item_components VALUES (?, ?, ?, ?, ?, ?)", component_rows)
+    consumer_rows, reference_rows, error_rows = [], [], []
+    for d in docs:
+        if d["type"] in ITEM_TYPES and "audience" not in d:
+            continue
+        audience = d.get("audience")
+        active = is_active(d)
+        errors: list[AudienceError] = collect_errors(audience, consumer_id=d["id"])
+        refs = []
+        if not errors:
+            expr = parse_audience(audience, consumer_id=d["id"])
+            errors = validate_references(expr, consumer_id=d["id"], known_items=known)
+            refs = references(expr)
+        by_path = {e.path: str(e) for e in errors}
+        for r in refs:
+            reference_rows.append((
+                d["id"], d["type"], active, r.filter, r.path, r.by, r.item_type, r.item_id,
+                r.component_id, r.tag, r.path not in by_path, by_path.get(r.path),
+            ))  # fmt: skip
+        consumer_rows.append(
+            (
+                d["id"],
+                d["type"],
+                d.get("name"),
+                active,
+                json.dumps(audience),
+                not errors,
+                [str(e) for e in errors],
+            )
+        )
+        for e in errors:
+            error_rows.append((None, d["id"], e.filter_name, e.path, str(e), now))
+            report.audience_errors.append(str(e))
+        report.invalid_consumers += bool(errors)
+    if consumer_rows:
+        con.executemany(
+            "INSERT INTO audience_consumers VALUES (?, ?, ?, ?, ?, ?, ?)", consumer_rows
+        )
+    if reference_rows:
+        con.executemany(
+            "INSERT INTO filter_references VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            reference_rows,
+        )
+    if error_rows:
+        con.executemany("INSERT INTO catalog_errors VALUES (?, ?, ?, ?, ?, ?)", error_rows)
+    # Every item gets a lifecycle row; legacy deletions are terminal from the start.
+    con.execute(
+        """INSERT INTO item_lifecycle
+           SELECT id, type, CASE WHEN interaction_data_deleted_at IS NOT NULL THEN 'legacy_deleted'
+                                 ELSE 'hot' END, NULL, NULL, ?, NULL
+           FROM catalog_items c WHERE NOT EXISTS (SELECT 1 FROM item_lifecycle l WHERE l.item_id = c.id)""",
+        [now],
+    )
+    con.execute(
+        """UPDATE item_lifecycle SET state = 'legacy_deleted', updated_at = ?
+           FROM catalog_items c WHERE c.id = item_lifecycle.item_id
+           AND c.interaction_data_deleted_at IS NOT NULL AND item_lifecycle.state = 'hot'""",
+        [now],
+    )
+    report.items = len(item_rows)
+    report.consumers = len(consumer_rows)
+    report.references = len(reference_rows)

@@ -1,0 +1,306 @@
+"""Read Currents event files (Avro, JSON Lines, Parquet) into validated, typed frames.
+
+Reading is columnar (polars) and validation is vectorised: a record that breaks a rule is
+split off with its reason; the file's other records go on. A file that cannot be read at
+all is rejected whole. Nothing here touches the hot store.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import polars as pl
+
+from ix_pipeline.ingest.event_types import EVENT_MEANINGS
+from ix_pipeline.ingest.quarantine import Rejected
+
+CURRENTS_SUFFIXES = (".avro", ".jsonl", ".parquet")
+
+# The fields we keep, with their storage type. Unknown extra fields are ignored on purpose:
+# Currents adds optional fields over time and a new one must never fail a file.
+STRING_FIELDS: tuple[str, ...] = (
+    "id", "user_id", "external_user_id", "app_group_id",
+    "campaign_id", "campaign_name", "message_variation_id", "message_variation_name",
+    "canvas_id", "canvas_name", "canvas_variation_id", "canvas_variation_name",
+    "canvas_step_id", "canvas_step_name", "canvas_step_message_variation_id",
+    "send_id", "dispatch_id", "link_alias", "link_id", "url", "machine_open",
+    "conversion_behavior", "abort_type", "bounce_reason", "action", "feature_flag_id_name",
+)  # fmt: skip
+INT_FIELDS: tuple[str, ...] = ("time", "conversion_behavior_index")
+BOOL_FIELDS: tuple[str, ...] = ("is_suspected_bot_click", "in_control_group")
+REQUIRED: tuple[str, ...] = ("id", "user_id", "time")
+
+# Bounds that catch unit mistakes (milliseconds) and garbage without rejecting real history.
+MIN_TIME = 946_684_800  # 2000-01-01T00:00:00Z
+MAX_TIME = 4_102_444_800  # 2100-01-01T00:00:00Z
+MAX_ID_CHARS = 512
+
+EVENT_SCHEMA: dict[str, pl.DataType] = {
+    **{f: pl.String() for f in STRING_FIELDS},
+    "time": pl.Int64(),
+    "conversion_behavior_index": pl.Int32(),
+    **{f: pl.Boolean() for f in BOOL_FIELDS},
+    "event_type": pl.String(),
+    "record_index": pl.Int64(),
+}
+
+_EVENT_TYPE_DIR = re.compile(r"^event_type=(.+)$")
+_AVRO_NAMESPACE_PREFIX = re.compile(r"^dataexport\.[^.]+\.inner\.")
+
+
+class UnreadableFile(ValueError):
+    """The whole file is rejected (corrupt, wrong format, inconsistent event type)."""
+
+
+@dataclass
+class ReadResult:
+    source: str
+    events: pl.DataFrame  # columns of EVENT_SCHEMA, valid records only
+    rejected: list[Rejected] = field(default_factory=list)
+    records: int = 0
+
+
+def discover(paths: Iterable[Path]) -> Iterator[Path]:
+    """Every Currents file under the given files or folders, in a stable order."""
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix in CURRENTS_SUFFIXES
+            )
+        elif path.suffix in CURRENTS_SUFFIXES:
+            yield path
+
+
+def event_type_from_path(path: Path) -> str | None:
+    for part in reversed(path.parts):
+        m = _EVENT_TYPE_DIR.match(part)
+        if m:
+            return m.group(1)
+    return None
+
+
+def _avro_event_type(path: Path) -> str | None:
+    with path.open("rb") as f:
+        schema = fastavro.reader(f).writer_schema
+    if not isinstance(schema, dict):
+        return None
+    name = schema.get("name", "")
+    full = f"{schema['namespace']}.{name}" if schema.get("namespace") else name
+    return _AVRO_NAMESPACE_PREFIX.sub("", full) or None
+
+
+def read_currents_file(path: Path) -> ReadResult:
+    """Read and validate one file; raises UnreadableFile when nothing of it can be trusted."""
+    source = str(path)
+    try:
+        if path.stat().st_size == 0:
+            raise UnreadableFile("the file is empty (Currents never writes empty files)")
+        path_type = event_type_from_path(path)
+        if path.suffix == ".avro":
+            try:
+                declared = _avro_event_type(path)
+                raw = pl.read_avro(path)
+            except UnreadableFile:
+                raise
+            except Exception as exc:  # polars/fastavro raise many types for corrupt input
+                raise UnreadableFile(f"not a readable Avro container file: {exc}") from exc
+            if path_type and declared and declared != path_type:
+                raise UnreadableFile(
+                    f"the records are {declared!r} but the path says event_type={path_type!r}"
+                )
+            fixed_type = declared or path_type
+            if fixed_type is None:
+                raise UnreadableFile(
+                    "no event type: neither the Avro schema nor the path names one"
+                )
+            return _validate(
+                source, raw.with_columns(pl.lit(fixed_type).alias("event_type")), None, []
+            )
+        if path.suffix == ".parquet":
+            try:
+                raw = pl.read_parquet(path)
+            except Exception as exc:
+                raise UnreadableFile(f"not a readable Parquet file: {exc}") from exc
+            return _validate(source, raw, path_type, [])
+        if path.suffix == ".jsonl":
+            raw, rejected = _read_jsonl(path)
+            return _validate(source, raw, path_type, rejected)
+    except OSError as exc:
+        raise UnreadableFile(f"cannot read the file: {exc}") from exc
+    raise UnreadableFile(f"unsupported file type {path.suffix!r}")
+
+
+def _read_jsonl(path: Path) -> tuple[pl.DataFrame, list[Rejected]]:
+    """Line by line, so one bad line in the middle costs that line only."""
+    rows: list[dict[str, Any]] = []
+    rejected: list[Rejected] = []
+    source = str(path)
+    with path.open("rb") as f:
+        for index, line in enumerate(f):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                rejected.append(Rejected(source, index, f"line {index + 1} is not UTF-8: {exc}"))
+                continue
+            except json.JSONDecodeError as exc:
+                text = line[:2000].decode("utf-8", "replace")
+                rejected.append(
+                    Rejected(
+                        source,
+                        index,
+                        f"line {index + 1} is not JSON: {exc.msg}",
+                        record={"line": text},
+                    )
+                )
+                continue
+            if not isinstance(obj, dict):
+                rejected.append(Rejected(source, index, f"line {index + 1} is not a JSON object"))
+                continue
+            problem = _json_type_problem(obj)
+            if problem:
+                event_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+                rejected.append(Rejected(source, index, problem, event_id=event_id, record=obj))
+                continue
+            obj["record_index"] = index
+            rows.append(obj)
+    schema = {k: v for k, v in EVENT_SCHEMA.items()}
+    frame = pl.DataFrame(
+        {k: [row.get(k) for row in rows] for k in schema}, schema=schema, strict=False
+    )
+    return frame, rejected
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    **{f: (str,) for f in STRING_FIELDS},
+    **{f: (int,) for f in INT_FIELDS},
+    **{f: (bool,) for f in BOOL_FIELDS},
+    "event_type": (str,),
+}
+
+
+def _json_type_problem(obj: dict[str, Any]) -> str | None:
+    for name, types in _JSON_TYPES.items():
+        value = obj.get(name)
+        if value is None:
+            continue
+        # bool is an int in Python; a JSON true is never a valid `time`.
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            return f"field {name} is not a {_TYPE_WORD[types[0]]} (found {type(value).__name__})"
+    return None
+
+
+_TYPE_WORD = {str: "string", int: "integer", bool: "boolean"}
+
+
+def _column_type_reasons(raw: pl.DataFrame) -> list[pl.Expr]:
+    """A wrong column type (an Avro or Parquet schema that disagrees with Currents) rejects
+    every record that has a value in that column, naming the field."""
+    reasons: list[pl.Expr] = []
+    for name, target in EVENT_SCHEMA.items():
+        if name in ("record_index", "event_type") or name not in raw.columns:
+            continue
+        dtype = raw.schema[name]
+        if dtype == pl.Null:
+            continue
+        if isinstance(target, pl.String):
+            ok = dtype == pl.String
+        elif isinstance(target, pl.Boolean):
+            ok = dtype == pl.Boolean
+        else:
+            ok = dtype.is_integer()
+        if not ok:
+            word = (
+                "string"
+                if isinstance(target, pl.String)
+                else "boolean"
+                if isinstance(target, pl.Boolean)
+                else "integer"
+            )
+            reasons.append(
+                pl.when(pl.col(name).is_not_null()).then(
+                    pl.lit(f"field {name} is not a {word} (found {dtype})")
+                )
+            )
+    return reasons
+
+
+def _validate(
+    source: str, raw: pl.DataFrame, path_type: str | None, rejected: list[Rejected]
+) -> ReadResult:
+    """`path_type` (from `event_type=` in the path) stands in for records without their own."""
+    n_records = raw.height + len(rejected)
+    if "record_index" not in raw.columns:
+        raw = raw.with_row_index("record_index").with_columns(
+            pl.col("record_index").cast(pl.Int64())
+        )
+    if "event_type" not in raw.columns:
+        if path_type is None:
+            raise UnreadableFile(
+                "no event type: records carry no event_type and the path names none"
+            )
+        raw = raw.with_columns(pl.lit(path_type, pl.String()).alias("event_type"))
+    elif path_type is not None and raw.schema["event_type"] == pl.String:
+        raw = raw.with_columns(pl.col("event_type").fill_null(path_type))
+    # Reasons in priority order; the first that applies is the one recorded.
+    checks: list[pl.Expr] = []
+    for name in REQUIRED:
+        if name not in raw.columns:
+            checks.append(pl.lit(f"required field {name} is missing"))
+    type_reasons = _column_type_reasons(raw)
+    raw_reason = raw.select(pl.coalesce(type_reasons).alias("r"))["r"] if type_reasons else None
+    present = set(raw.columns)
+    typed = raw.select(
+        [
+            (pl.col(n).cast(t, strict=False) if n in present else pl.lit(None, t)).alias(n)
+            for n, t in EVENT_SCHEMA.items()
+        ]
+    )
+    if raw_reason is not None:
+        typed = typed.with_columns(raw_reason.alias("_type_reason"))
+        checks.insert(0, pl.col("_type_reason"))
+    for name in ("id", "user_id"):
+        c = pl.col(name)
+        checks.append(
+            pl.when(c.is_null() | (c.str.len_chars() == 0)).then(
+                pl.lit(f"required field {name} is empty")
+            )
+        )
+        checks.append(
+            pl.when(c.str.len_bytes() > MAX_ID_CHARS).then(
+                pl.lit(f"field {name} is longer than {MAX_ID_CHARS} characters")
+            )
+        )
+    t = pl.col("time")
+    checks.append(pl.when(t.is_null()).then(pl.lit("required field time is null")))
+    checks.append(
+        pl.when((t < MIN_TIME) | (t >= MAX_TIME)).then(
+            pl.lit("field time is out of range (UNIX seconds between 2000 and 2100 expected)")
+        )
+    )
+    known = pl.col("event_type").is_in(list(EVENT_MEANINGS))
+    checks.append(
+        pl.when(~known).then(
+            pl.lit("unknown event type ") + pl.col("event_type").fill_null("(none)")
+        )
+    )
+    flagged = typed.with_columns(pl.coalesce(checks).alias("_reason"))
+    if raw_reason is not None:
+        flagged = flagged.drop("_type_reason")
+    bad = flagged.filter(pl.col("_reason").is_not_null())
+    if bad.height:
+        raw_bad = raw.join(bad.select("record_index", "_reason"), on="record_index", how="inner")
+        for rec in raw_bad.iter_rows(named=True):
+            reason_text = rec.pop("_reason")
+            idx = rec.pop("record_index")
+            event_id = rec.get("id") if isinstance(rec.get("id"), str) else None
+            rejected.append(Rejected(source, int(idx), reason_text, event_id=event_id, record=rec))
+    good = flagged.filter(pl.col("_reason").is_null()).drop("_reason")
+    return ReadResult(source=source, events=good, rejected=rejected, records=n_records)

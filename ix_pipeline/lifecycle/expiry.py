@@ -1,0 +1,215 @@
+"""The nightly expiry: decide with the policy, then move eligible items to the archive.
+
+Protocol per chunk of items (ARCHITECTURE.md, "Moving data without losing it"):
+  1. mark them `expiring` (compare-and-set, so a restore cannot own them meanwhile);
+  2. append their hot rows to the archive, skipping ids the archive already holds;
+  3. verify the archive holds every hot id of those items;
+  4. delete the hot rows and mark them `expired`, in one DuckDB transaction.
+Every step may be re-run after a crash at any point and converges: an item left in
+`expiring` is resumed by the next run (or rolled back to `hot` if it is no longer eligible).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import duckdb
+
+from ix_pipeline.faults import fault_point
+from ix_pipeline.lifecycle.policy import Decision, decide_all
+from ix_pipeline.store.archive import Archive
+from ix_pipeline.store.hot import transaction
+from ix_pipeline.store.lifecycle_io import (
+    Transition,
+    archive_hot_rows,
+    compare_and_set,
+    delete_hot_rows,
+    hot_ids_missing_from_archive,
+    load_id_references,
+    load_item_facts,
+    row_counts,
+    write_audit,
+)
+from ix_pipeline.store.schema import ITEM_TYPES, ItemType
+
+CHUNK_ITEMS = 500
+
+
+class ExpiryVerificationFailed(RuntimeError):
+    """The archive does not hold every hot row of an item; nothing was deleted."""
+
+
+@dataclass(frozen=True)
+class ExpiryPlan:
+    as_of: datetime
+    decisions: list[Decision]
+    hot_rows: dict[str, int]
+
+    @property
+    def eligible(self) -> list[Decision]:
+        return [d for d in self.decisions if d.eligible]
+
+    @property
+    def rollbacks(self) -> list[Decision]:
+        """Items a crash left in `expiring` that are no longer eligible."""
+        return [d for d in self.decisions if d.state == "expiring" and not d.eligible]
+
+    @property
+    def late(self) -> list[Decision]:
+        """Expired items with hot rows again: late or re-delivered events (stay invisible)."""
+        return [d for d in self.decisions if d.state == "expired" and self.hot_rows.get(d.item_id)]
+
+
+@dataclass
+class ExpiryResult:
+    as_of: datetime
+    dry_run: bool
+    expired: list[str] = field(default_factory=list)
+    rows_archived: int = 0
+    rows_deleted: int = 0
+    late_rows_archived: int = 0
+    rolled_back: list[str] = field(default_factory=list)
+    rows_per_item: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+    rows_still_hot: int = 0
+
+
+def plan_expiry(con: duckdb.DuckDBPyConnection, as_of: datetime) -> ExpiryPlan:
+    hot_rows: dict[str, int] = {}
+    for item_type in ITEM_TYPES:
+        hot_rows.update(row_counts(con, item_type))
+    decisions = decide_all(load_item_facts(con), load_id_references(con), as_of)
+    return ExpiryPlan(as_of=as_of, decisions=decisions, hot_rows=hot_rows)
+
+
+def _chunks(decisions: Sequence[Decision]) -> list[tuple[ItemType, list[Decision]]]:
+    by_type: dict[str, list[Decision]] = defaultdict(list)
+    for d in decisions:
+        by_type[d.item_type].append(d)
+    return [
+        (item_type, group[i : i + CHUNK_ITEMS])  # type: ignore[misc]
+        for item_type, group in sorted(by_type.items())
+        for i in range(0, len(group), CHUNK_ITEMS)
+    ]
+
+
+def run_expiry(
+    con: duckdb.DuckDBPyConnection,
+    archive: Archive,
+    as_of: datetime,
+    run_id: str,
+    *,
+    dry_run: bool = False,
+    actor: str = "nightly_expiry",
+    progress: Callable[[int, int], None] | None = None,
+) -> ExpiryResult:
+    plan = plan_expiry(con, as_of)
+    result = ExpiryResult(as_of=as_of, dry_run=dry_run)
+    result.reasons = {d.item_id: d.reason for d in plan.eligible}
+    if dry_run:
+        result.expired = [d.item_id for d in plan.eligible]
+        result.rows_per_item = {d.item_id: plan.hot_rows.get(d.item_id, 0) for d in plan.eligible}
+        result.rows_archived = sum(result.rows_per_item.values())
+        result.rows_still_hot = sum(plan.hot_rows.values()) - result.rows_archived
+        return result
+
+    with transaction(con):
+        back = compare_and_set(
+            con, [d.item_id for d in plan.rollbacks], ["expiring"], "hot",
+            as_of=as_of, run_id=run_id, actor=actor,
+            reason="interrupted expiry rolled back: the item is no longer eligible",
+        )  # fmt: skip
+    result.rolled_back = [t.item_id for t in back]
+
+    chunks = _chunks(plan.eligible) + [("late", c) for c in _chunks(plan.late)]  # type: ignore[misc]
+    for done, (label, chunk) in enumerate(chunks, start=1):
+        if label == "late":
+            _archive_late_rows(con, archive, chunk, as_of, run_id, actor, result)
+        else:
+            _expire_chunk(con, archive, label, chunk, as_of, run_id, actor, result)
+        if progress:
+            progress(done, len(chunks))
+    result.rows_still_hot = sum(sum(row_counts(con, t).values()) for t in ITEM_TYPES)
+    return result
+
+
+def _expire_chunk(
+    con: duckdb.DuckDBPyConnection,
+    archive: Archive,
+    item_type: ItemType,
+    chunk: list[Decision],
+    as_of: datetime,
+    run_id: str,
+    actor: str,
+    result: ExpiryResult,
+) -> None:
+    reasons = {d.item_id: d.reason for d in chunk}
+    with transaction(con):
+        owned = compare_and_set(
+            con, list(reasons), ["hot", "expiring"], "expiring",
+            as_of=as_of, run_id=run_id, actor=actor, reason="expiry started",
+        )  # fmt: skip
+    ids = [t.item_id for t in owned]
+    if not ids:
+        return
+    result.rows_archived += archive_hot_rows(con, archive, item_type, ids, run_id=run_id)
+    fault_point("expiry.after_archive_write")
+    missing = hot_ids_missing_from_archive(con, archive, item_type, ids)
+    if missing:
+        raise ExpiryVerificationFailed(
+            "the archive is missing hot rows of "
+            + ", ".join(f"{i} ({n} rows)" for i, n in sorted(missing.items()))
+            + "; nothing was deleted and the items stay 'expiring' until the next run"
+        )
+    with transaction(con):
+        deleted = delete_hot_rows(con, item_type, ids)
+        for item_id in ids:
+            compare_and_set(
+                con, [item_id], ["expiring"], "expired",
+                as_of=as_of, run_id=run_id, actor=actor, reason=reasons[item_id],
+                rows={item_id: deleted.get(item_id, 0)}, set_expired=True,
+            )  # fmt: skip
+    fault_point("expiry.after_hot_delete")
+    result.expired.extend(ids)
+    result.rows_deleted += sum(deleted.values())
+    result.rows_per_item.update({i: deleted.get(i, 0) for i in ids})
+
+
+def _archive_late_rows(
+    con: duckdb.DuckDBPyConnection,
+    archive: Archive,
+    chunk: list[Decision],
+    as_of: datetime,
+    run_id: str,
+    actor: str,
+    result: ExpiryResult,
+) -> None:
+    """Late events of expired items go where the rest of the item is; the state never
+    leaves `expired`, so the rows stay invisible throughout."""
+    for item_type in ITEM_TYPES:
+        ids = [d.item_id for d in chunk if d.item_type == item_type]
+        if not ids:
+            continue
+        result.late_rows_archived += archive_hot_rows(con, archive, item_type, ids, run_id=run_id)
+        missing = hot_ids_missing_from_archive(con, archive, item_type, ids)
+        if missing:
+            raise ExpiryVerificationFailed(f"the archive is missing late rows of {sorted(missing)}")
+        with transaction(con):
+            still_expired = {
+                row[0]
+                for row in con.execute(
+                    "SELECT item_id FROM item_lifecycle WHERE state = 'expired' AND item_id IN (SELECT unnest(?))",
+                    [ids],
+                ).fetchall()
+            }
+            deleted = delete_hot_rows(con, item_type, sorted(still_expired))
+            write_audit(
+                con,
+                [Transition(i, item_type, "expired", "expired", n, "late events moved to the archive")
+                 for i, n in deleted.items()],
+                as_of=as_of, run_id=run_id, actor=actor,
+            )  # fmt: skip
+        result.rows_deleted += sum(deleted.values())

@@ -1,0 +1,87 @@
+"""What the notification mails say. Plain text a data engineer reads on a phone."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from ix_pipeline.lifecycle.policy import Decision
+from ix_pipeline.lifecycle.restore import RestoreRequest, RestoreResult
+from ix_pipeline.notifications.mail import Mail
+
+
+def _asked(request: RestoreRequest) -> str:
+    parts = []
+    if request.campaign_ids:
+        parts.append("campaigns " + ", ".join(request.campaign_ids))
+    if request.canvas_ids:
+        parts.append("Canvases " + ", ".join(request.canvas_ids))
+    if request.tags:
+        parts.append("tags " + ", ".join(repr(t) for t in request.tags))
+    return "; ".join(parts) or "nothing"
+
+
+def restore_succeeded(to: str, request: RestoreRequest, result: RestoreResult, run_id: str) -> Mail:
+    lines = [
+        "Your restore of messaging interaction data is done.",
+        "",
+        f"Requested: {_asked(request)}",
+        f"Run: {run_id}",
+        f"Duration: {result.seconds:.1f} s",
+        "",
+    ]
+    if result.restored:
+        lines.append(f"Restored ({len(result.restored)} items, {result.rows_restored} rows):")
+        lines += [f"  {i}: {result.rows_per_item.get(i, 0)} rows" for i in result.restored]
+    else:
+        lines.append("Nothing needed restoring.")
+    if result.already_hot:
+        lines += ["", "Already available (not expired): " + ", ".join(result.already_hot)]
+    if result.notes:
+        lines += ["", *result.notes]
+    lines += ["", "The data is visible again to retargeting filters, profiles and exports.",
+              "It expires again three months after this restore unless an active campaign,",
+              "Canvas, segment or content card references it by ID."]  # fmt: skip
+    n = len(result.restored)
+    return Mail(
+        to,
+        f"[ix_pipeline] restore done: {n} item{'s' if n != 1 else ''} available again",
+        "\n".join(lines),
+    )
+
+
+def restore_failed(
+    to: str, request: RestoreRequest, error: str, run_id: str, seconds: float
+) -> Mail:
+    body = "\n".join([
+        "Your restore of messaging interaction data failed.",
+        "",
+        f"Requested: {_asked(request)}",
+        f"Run: {run_id}",
+        f"Duration: {seconds:.1f} s",
+        "",
+        f"What went wrong: {error}",
+        "",
+        "No data was lost: the archive keeps every row. Fix the request and launch it again;",
+        "items already restored stay restored, the rest resume where they stopped.",
+    ])  # fmt: skip
+    return Mail(to, "[ix_pipeline] restore FAILED", body)
+
+
+def expiring_soon(to: str, decisions: Sequence[Decision], as_of: datetime, days: int) -> Mail:
+    lines = [
+        f"Items whose interaction data expires in the next {days} days (as of {as_of:%Y-%m-%d %H:%M} UTC):",
+        "",
+    ]
+    lines += [
+        f"  {d.expires_at:%Y-%m-%d %H:%M}  {d.item_type:8}  {d.item_id}"
+        for d in decisions
+        if d.expires_at
+    ]
+    if not decisions:
+        lines.append("  none")
+    lines += ["", "To keep one hot, reference it by ID from an active campaign, Canvas, segment or",
+              "content card; expired data can always be restored later."]  # fmt: skip
+    return Mail(
+        to, f"[ix_pipeline] {len(decisions)} items expire within {days} days", "\n".join(lines)
+    )

@@ -1,0 +1,93 @@
+"""`restore_interaction_data`: the job a data engineer launches from the UI or `ix restore`.
+
+The op sends the completion mail itself, on success and on failure, so the mail goes out
+however the run was launched and whether or not a Dagster daemon is running.
+"""
+
+import time
+from typing import Any
+
+import dagster as dg
+
+from ix_pipeline.lifecycle.restore import (
+    RestoreRefused,
+    RestoreRequest,
+    plan_restore,
+    run_restore,
+)
+from ix_pipeline.notifications import messages
+from ix_pipeline.orchestration.config import RestoreConfig, parse_as_of
+from ix_pipeline.orchestration.resources import ArchiveResource, HotStoreResource, MailResource
+
+HOT_POOL = "hot_db"
+
+
+@dg.op(
+    pool=HOT_POOL,
+    description="Bring expired campaigns' and Canvases' interaction data back to the hot store.",
+)
+def restore_items(
+    context: dg.OpExecutionContext,
+    config: RestoreConfig,
+    hot: HotStoreResource,
+    archive: ArchiveResource,
+    mail: MailResource,
+) -> dict[str, Any]:
+    started = time.monotonic()
+    request = RestoreRequest(
+        campaign_ids=tuple(i.strip() for i in config.campaign_ids),
+        canvas_ids=tuple(i.strip() for i in config.canvas_ids),
+        tags=tuple(config.tags),
+    )
+    to = config.requested_by.strip() or mail.default_to
+    try:
+        as_of = parse_as_of(config.as_of)
+        with hot.connection() as con:
+            plan = plan_restore(con, request)
+            result = run_restore(con, archive.archive(), plan, as_of, context.run_id)
+    except Exception as exc:
+        error = (
+            str(exc)
+            if isinstance(exc, (RestoreRefused, ValueError))
+            else f"{type(exc).__name__}: {exc}"
+        )
+        where = mail.send(
+            messages.restore_failed(to, request, error, context.run_id, time.monotonic() - started)
+        )
+        context.log.info(f"failure notice sent to {where}")
+        raise dg.Failure(description=error, metadata={"notified": where}) from exc
+    where = mail.send(messages.restore_succeeded(to, request, result, context.run_id))
+    context.log.info(
+        f"restored {len(result.restored)} items ({result.rows_restored} rows) in {result.seconds:.2f} s; "
+        f"notice sent to {where}"
+    )
+    for item_type in ("campaign", "canvas"):
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key=f"{item_type}_interactions",
+                description="rows restored from the archive",
+                metadata={
+                    "items_restored": len(result.restored),
+                    "rows_restored": result.rows_restored,
+                    "restore_seconds": round(result.seconds, 3),
+                },
+            )
+        )
+    return {
+        "restored": result.restored,
+        "already_hot": result.already_hot,
+        "rows_restored": result.rows_restored,
+        "rows_per_item": result.rows_per_item,
+        "notes": result.notes,
+        "seconds": result.seconds,
+        "notified": where,
+    }
+
+
+@dg.job(
+    description="Restore expired interaction data by campaign ids, Canvas ids and/or tags "
+    "(a union). Sends an e-mail when done, on success and on failure.",
+    tags={"ix/kind": "restore"},
+)
+def restore_interaction_data() -> None:
+    restore_items()

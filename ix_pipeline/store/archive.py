@@ -1,0 +1,85 @@
+"""The archive: Delta Lake tables that keep expired interaction data forever.
+
+One table per item type, with the hot tables' columns plus `item_key` (the partition
+column), `archived_at` and `archive_run_id`. `item_key` is a hash of the item id, so one
+item's rows live in one partition (read without scanning the others) and no id ever
+becomes part of a path, however it is spelled. The archive is only ever appended to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.dataset as pds
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from ix_pipeline.store.schema import INTERACTION_COLUMNS, ItemType, interaction_table
+
+_ARROW_TYPES = {
+    "VARCHAR": pa.string(),
+    "BIGINT": pa.int64(),
+    "INTEGER": pa.int32(),
+    "BOOLEAN": pa.bool_(),
+}
+
+ARCHIVE_SCHEMA = pa.schema(
+    [pa.field(name, _ARROW_TYPES[typ]) for name, typ in INTERACTION_COLUMNS]
+    + [
+        pa.field("item_key", pa.string()),
+        pa.field("archived_at", pa.timestamp("us", tz="UTC")),
+        pa.field("archive_run_id", pa.string()),
+    ]
+)
+
+# The same hash in SQL, so DuckDB computes partition keys while it streams rows out.
+ITEM_KEY_SQL = "left(sha256(item_id), 16)"
+
+
+def item_key(item_id: str) -> str:
+    return hashlib.sha256(item_id.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Archive:
+    """Where the archive lives: a local folder or any URI deltalake supports (s3://, az://, gs://)."""
+
+    uri: str
+    storage_options: dict[str, str] = field(default_factory=dict)
+
+    def table_uri(self, item_type: ItemType) -> str:
+        return f"{self.uri.rstrip('/')}/{interaction_table(item_type)}"
+
+    def _options(self) -> dict[str, str] | None:
+        return dict(self.storage_options) or None
+
+    def table(self, item_type: ItemType) -> DeltaTable | None:
+        try:
+            return DeltaTable(self.table_uri(item_type), storage_options=self._options())
+        except TableNotFoundError:
+            return None
+
+    def append(self, item_type: ItemType, rows: pa.RecordBatchReader) -> None:
+        """Append streamed rows (ARCHIVE_SCHEMA) as one Delta commit."""
+        write_deltalake(
+            self.table_uri(item_type),
+            rows,
+            mode="append",
+            partition_by=["item_key"],
+            storage_options=self._options(),
+        )
+
+    def dataset(self, item_type: ItemType, item_ids: Iterable[str] | None = None) -> pds.Dataset:
+        """A lazy dataset of the archive, pruned to the given items' partitions when named."""
+        table = self.table(item_type)
+        if table is None:
+            return pds.dataset(ARCHIVE_SCHEMA.empty_table())
+        if item_ids is None:
+            return table.to_pyarrow_dataset()
+        keys = sorted({item_key(i) for i in item_ids})
+        if not keys:
+            return pds.dataset(ARCHIVE_SCHEMA.empty_table())
+        return table.to_pyarrow_dataset(file_pruning_predicate=[("item_key", "in", keys)])

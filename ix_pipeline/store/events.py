@@ -1,0 +1,229 @@
+"""Writes of ingested events: hot interaction rows, the ledger, summaries and analytics.
+
+One call is one DuckDB transaction: either a batch of files is fully recorded (rows, ledger,
+summaries, analytics, the files as ingested, their quarantine entries) or nothing is, so a
+crash mid-ingest leaves no partial state and the same files are simply read again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import duckdb
+import polars as pl
+
+from ix_pipeline.ingest.event_types import EVENT_MEANINGS, SUMMARY_CHANNELS
+from ix_pipeline.store.hot import transaction
+from ix_pipeline.store.schema import INTERACTION_COLUMN_NAMES, ITEM_TYPES, interaction_table
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    path: str
+    size: int
+    mtime_ns: int
+    kind: str  # currents | catalog
+    status: str  # ingested | quarantined
+    records: int
+    quarantined: int
+
+
+@dataclass(frozen=True)
+class QuarantineEntry:
+    source: str
+    record_index: int
+    event_id: str | None
+    reason: str
+    saved_to: str
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    stored: int
+    duplicates: int
+    campaign_rows: int
+    canvas_rows: int
+    summary_only: int
+
+
+_MEANINGS = pl.DataFrame(
+    {
+        "event_type": list(EVENT_MEANINGS),
+        "kind": [m.kind for m in EVENT_MEANINGS.values()],
+        "channel": [m.channel for m in EVENT_MEANINGS.values()],
+    }
+)
+
+
+def _with_meaning(events: pl.DataFrame) -> pl.DataFrame:
+    """Adds kind, channel, item_type and item_id; a Canvas id wins over a campaign id because
+    Canvas message events can also carry the id of the campaign behind a step."""
+    return events.join(_MEANINGS, on="event_type", how="left").with_columns(
+        pl.when(pl.col("kind") == "summary")
+        .then(None)
+        .when(pl.col("canvas_id").is_not_null())
+        .then(pl.lit("canvas"))
+        .when(pl.col("campaign_id").is_not_null())
+        .then(pl.lit("campaign"))
+        .alias("item_type"),
+        pl.when(pl.col("kind") == "summary")
+        .then(None)
+        .otherwise(pl.coalesce("canvas_id", "campaign_id"))
+        .alias("item_id"),
+    )
+
+
+def already_ingested(con: duckdb.DuckDBPyConnection, path: str, size: int, mtime_ns: int) -> bool:
+    row = con.execute(
+        "SELECT 1 FROM ingested_files WHERE path = ? AND size = ? AND mtime_ns = ?",
+        [path, size, mtime_ns],
+    ).fetchone()
+    return row is not None
+
+
+def store_events(
+    con: duckdb.DuckDBPyConnection,
+    events: pl.DataFrame,
+    files: list[FileRecord],
+    quarantined: list[QuarantineEntry],
+    run_id: str,
+) -> BatchResult:
+    """Store a batch of validated events (EVENT_SCHEMA columns) once each, atomically."""
+    now = datetime.now(UTC)
+    batch = _with_meaning(events.unique(subset=["id"], keep="first", maintain_order=True))
+    con.register("_batch", batch.to_arrow())
+    try:
+        with transaction(con):
+            # At-least-once delivery: anything whose id the ledger knows was stored before.
+            con.execute(
+                """CREATE OR REPLACE TEMP TABLE _new AS
+                   SELECT b.* FROM _batch b ANTI JOIN event_ledger l ON l.id = b.id"""
+            )
+            new_count = con.execute("SELECT count(*) FROM _new").fetchone()[0]  # type: ignore[index]
+            con.execute(
+                "INSERT INTO event_ledger SELECT id, item_type, item_id, time, ? FROM _new", [now]
+            )
+            counts: dict[str, int] = {}
+            cols = ", ".join(INTERACTION_COLUMN_NAMES)
+            for item_type in ITEM_TYPES:
+                table = interaction_table(item_type)
+                con.execute(
+                    f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _new WHERE item_type = ?",  # noqa: S608
+                    [item_type],
+                )
+                counts[item_type] = con.execute(
+                    "SELECT count(*) FROM _new WHERE item_type = ?", [item_type]
+                ).fetchone()[0]  # type: ignore[index]
+            _update_user_summaries(con)
+            _update_item_analytics(con)
+            for f in files:
+                stored_from_file = 0 if f.status != "ingested" else None
+                con.execute(
+                    """INSERT OR REPLACE INTO ingested_files VALUES (?, ?, ?, ?, ?, ?,
+                       coalesce(?, (SELECT count(*) FROM _new WHERE source = ?)), NULL, ?, ?, ?)""",
+                    [f.path, f.size, f.mtime_ns, f.kind, f.status, f.records,
+                     stored_from_file, f.path, f.quarantined, now, run_id],
+                )  # fmt: skip
+            for q in quarantined:
+                con.execute(
+                    "INSERT INTO quarantine_log VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [now, q.source, q.record_index, q.event_id, q.reason, q.saved_to, run_id],
+                )
+            con.execute("DROP TABLE _new")
+    finally:
+        con.unregister("_batch")
+    return BatchResult(
+        stored=new_count,
+        duplicates=events.height - new_count,
+        campaign_rows=counts["campaign"],
+        canvas_rows=counts["canvas"],
+        summary_only=new_count - counts["campaign"] - counts["canvas"],
+    )
+
+
+def _last(kind_condition: str) -> str:
+    return f"max(to_timestamp(time)) FILTER (WHERE {kind_condition})"
+
+
+def _update_user_summaries(con: duckdb.DuckDBPyConnection) -> None:
+    """Fold the new events into per-user summaries; expiry never touches these."""
+    channel_cols = {
+        f"last_received_{short}": _last(f"kind = 'received' AND channel = '{raw}'")
+        for raw, short in SUMMARY_CHANNELS.items()
+    }
+    aggregates = {
+        "external_user_id": "max(external_user_id)",
+        "last_received_any": _last("kind = 'received'"),
+        **channel_cols,
+        "last_engaged": _last("kind IN ('opened', 'clicked')"),
+        "last_enrolled_control": _last("kind = 'control' OR (kind = 'entry' AND in_control_group)"),
+        "last_in_app_impression": _last("event_type = 'users.messages.inappmessage.Impression'"),
+        "hard_bounced_at": _last("event_type = 'users.messages.email.Bounce'"),
+        "marked_spam_at": _last("event_type = 'users.messages.email.MarkAsSpam'"),
+        "invalid_phone_at": _last(
+            "event_type IN ('users.messages.sms.DeliveryFailure', 'users.messages.sms.Rejection')"
+        ),
+        "last_inbound_keyword_category": "arg_max(action, time) FILTER (WHERE event_type = "
+        "'users.messages.sms.InboundReceive' AND action IS NOT NULL)",
+        "last_inbound_keyword_at": _last(
+            "event_type = 'users.messages.sms.InboundReceive' AND action IS NOT NULL"
+        ),
+        "news_feed_views": "count(*) FILTER (WHERE event_type = "
+        "'users.behaviors.app.NewsFeedImpression')",
+        "last_news_feed_view": _last("event_type = 'users.behaviors.app.NewsFeedImpression'"),
+        "feature_flags": "list_distinct(list(feature_flag_id_name) FILTER (WHERE event_type = "
+        "'users.messages.featureflag.Impression' AND feature_flag_id_name IS NOT NULL))",
+        "clicked_aliases": "list_distinct(list(link_alias) FILTER (WHERE kind = 'clicked' "
+        "AND link_alias IS NOT NULL))",
+        # Campaign ids and Canvas step ids: what "Has Never Received a Message from…" reads.
+        "items_received": "list_distinct(list(coalesce(canvas_step_id, campaign_id)) FILTER "
+        "(WHERE kind = 'received' AND coalesce(canvas_step_id, campaign_id) IS NOT NULL))",
+    }
+    select = ", ".join(f"{expr} AS {name}" for name, expr in aggregates.items())
+    merges = []
+    for name in aggregates:
+        if name == "external_user_id":
+            merges.append(f"{name} = coalesce(excluded.{name}, user_summaries.{name})")
+        elif name == "news_feed_views":
+            merges.append(f"{name} = coalesce(user_summaries.{name}, 0) + excluded.{name}")
+        elif name in ("feature_flags", "clicked_aliases", "items_received"):
+            merges.append(
+                f"{name} = list_distinct(list_concat(coalesce(user_summaries.{name}, []), "
+                f"coalesce(excluded.{name}, [])))"
+            )
+        elif name == "last_inbound_keyword_category":
+            merges.append(
+                f"{name} = CASE WHEN excluded.last_inbound_keyword_at >= "
+                "coalesce(user_summaries.last_inbound_keyword_at, excluded.last_inbound_keyword_at)"
+                f" THEN excluded.{name} ELSE user_summaries.{name} END"
+            )
+        else:
+            merges.append(f"{name} = greatest(user_summaries.{name}, excluded.{name})")
+    names = ", ".join(aggregates)
+    con.execute(
+        f"""INSERT INTO user_summaries (user_id, {names})
+            SELECT user_id, {select} FROM _new GROUP BY user_id
+            ON CONFLICT (user_id) DO UPDATE SET {", ".join(merges)}"""  # noqa: S608
+    )
+    con.execute(
+        """INSERT INTO user_inbound_keywords
+           SELECT user_id, action, max(to_timestamp(time)) FROM _new
+           WHERE event_type = 'users.messages.sms.InboundReceive' AND action IS NOT NULL
+           GROUP BY ALL
+           ON CONFLICT (user_id, category) DO UPDATE
+           SET last_at = greatest(user_inbound_keywords.last_at, excluded.last_at)"""
+    )
+
+
+def _update_item_analytics(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """INSERT INTO item_analytics
+           SELECT item_type, item_id,
+                  coalesce(canvas_variation_id, message_variation_id, '') AS variant_id,
+                  coalesce(canvas_step_id, '') AS step_id, kind, event_type,
+                  CAST(to_timestamp(time) AS DATE) AS day, count(*) AS events
+           FROM _new WHERE item_id IS NOT NULL GROUP BY ALL
+           ON CONFLICT (item_type, item_id, variant_id, step_id, event_type, day)
+           DO UPDATE SET events = item_analytics.events + excluded.events"""
+    )

@@ -1,0 +1,282 @@
+"""Lifecycle I/O: read the facts the policy decides on, move rows, record transitions.
+
+Every state change is a compare-and-set on `item_lifecycle` (`UPDATE … WHERE state IN (…)`
+inside a transaction), so two operations can never both own an item, and every change
+writes a `lifecycle_audit` row in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import duckdb
+import pyarrow as pa
+
+from ix_pipeline.faults import fault_point
+from ix_pipeline.lifecycle.policy import IdReference, ItemFacts
+from ix_pipeline.store.archive import ARCHIVE_SCHEMA, ITEM_KEY_SQL, Archive
+from ix_pipeline.store.hot import transaction
+from ix_pipeline.store.schema import INTERACTION_COLUMN_NAMES, ItemType, interaction_table
+
+
+@dataclass(frozen=True)
+class Transition:
+    item_id: str
+    item_type: str
+    from_state: str
+    to_state: str
+    rows: int
+    reason: str
+
+
+def load_item_facts(con: duckdb.DuckDBPyConnection) -> list[ItemFacts]:
+    rows = con.execute(
+        """SELECT c.id, c.type, coalesce(c.name, ''), c.status, c.stopped_at, c.last_sent,
+                  c.interaction_data_deleted_at IS NOT NULL,
+                  coalesce(l.state, 'hot'), l.last_restored_at, l.expired_at
+           FROM catalog_items c LEFT JOIN item_lifecycle l ON l.item_id = c.id
+           ORDER BY c.id"""
+    ).fetchall()
+    return [ItemFacts(*row) for row in rows]
+
+
+def load_id_references(con: duckdb.DuckDBPyConnection) -> list[IdReference]:
+    """By-ID references to catalog items; tag references are left out on purpose (rule 4)."""
+    rows = con.execute(
+        """SELECT r.consumer_id, r.consumer_type, r.consumer_active, r.item_id,
+                  coalesce(ic.component_type, 'item'), r.filter
+           FROM filter_references r
+           JOIN catalog_items c ON c.id = r.item_id
+           LEFT JOIN item_components ic
+             ON ic.item_id = r.item_id AND ic.component_id = r.component_id
+           WHERE r.ref_by = 'id'"""
+    ).fetchall()
+    return [IdReference(*row) for row in rows]
+
+
+def row_counts(con: duckdb.DuckDBPyConnection, item_type: ItemType) -> dict[str, int]:
+    table = interaction_table(item_type)
+    return dict(con.execute(f"SELECT item_id, count(*) FROM {table} GROUP BY item_id").fetchall())  # noqa: S608
+
+
+def compare_and_set(
+    con: duckdb.DuckDBPyConnection,
+    item_ids: Sequence[str],
+    from_states: Sequence[str],
+    to_state: str,
+    *,
+    as_of: datetime,
+    run_id: str,
+    actor: str,
+    reason: str,
+    rows: dict[str, int] | None = None,
+    set_restored: bool = False,
+    set_expired: bool = False,
+) -> list[Transition]:
+    """Move the items that are in one of `from_states` to `to_state`; returns who moved.
+
+    Must run inside a transaction (the caller's), so the change and its audit rows commit
+    together with whatever data movement belongs to the same step.
+    """
+    if not item_ids:
+        return []
+    owned = con.execute(
+        """SELECT item_id, item_type, state FROM item_lifecycle
+           WHERE item_id IN (SELECT unnest($ids)) AND state IN (SELECT unnest($states))""",
+        {"ids": list(item_ids), "states": list(from_states)},
+    ).fetchall()
+    con.execute(
+        """UPDATE item_lifecycle SET state = $to, updated_at = $now, run_id = $run,
+             last_restored_at = CASE WHEN $set_restored THEN $as_of ELSE last_restored_at END,
+             expired_at = CASE WHEN $set_expired THEN $as_of ELSE expired_at END
+           WHERE item_id IN (SELECT unnest($ids)) AND state IN (SELECT unnest($states))""",
+        {"to": to_state, "now": datetime.now(UTC), "run": run_id, "as_of": as_of,
+         "ids": [o[0] for o in owned], "states": list(from_states),
+         "set_restored": set_restored, "set_expired": set_expired},
+    )  # fmt: skip
+    transitions = [
+        Transition(item_id, item_type, state, to_state, (rows or {}).get(item_id, 0), reason)
+        for item_id, item_type, state in owned
+    ]
+    write_audit(con, transitions, as_of=as_of, run_id=run_id, actor=actor)
+    return transitions
+
+
+def write_audit(
+    con: duckdb.DuckDBPyConnection,
+    transitions: Iterable[Transition],
+    *,
+    as_of: datetime,
+    run_id: str,
+    actor: str,
+) -> None:
+    now = datetime.now(UTC)
+    rows = [
+        (
+            now,
+            t.item_id,
+            t.item_type,
+            t.from_state,
+            t.to_state,
+            as_of,
+            t.rows,
+            run_id,
+            actor,
+            t.reason,
+        )
+        for t in transitions
+    ]
+    if rows:
+        con.executemany("INSERT INTO lifecycle_audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def _register_items(con: duckdb.DuckDBPyConnection, item_ids: Sequence[str]) -> None:
+    con.register("_items", pa.table({"item_id": pa.array(list(item_ids), pa.string())}))
+
+
+def archive_hot_rows(
+    con: duckdb.DuckDBPyConnection,
+    archive: Archive,
+    item_type: ItemType,
+    item_ids: Sequence[str],
+    *,
+    run_id: str,
+    batch_rows: int = 200_000,
+) -> int:
+    """Expiry step 1: append the items' hot rows the archive lacks; returns rows written.
+
+    Rows stream from DuckDB to Delta in Arrow batches; the anti-join against the items'
+    archive partitions makes the step safe to repeat after a crash.
+    """
+    table = interaction_table(item_type)
+    _register_items(con, item_ids)
+    con.register("_archived", archive.dataset(item_type, item_ids))
+    try:
+        cols = ", ".join(f"h.{c}" for c in INTERACTION_COLUMN_NAMES)
+        count_sql = f"""SELECT count(*) FROM {table} h SEMI JOIN _items USING (item_id)
+                        ANTI JOIN (SELECT id FROM _archived WHERE item_id IN (SELECT item_id FROM _items)) a
+                        ON a.id = h.id"""  # noqa: S608
+        missing = con.execute(count_sql).fetchone()[0]  # type: ignore[index]
+        if missing == 0:
+            return 0
+        rel = con.sql(
+            f"""SELECT {cols}, {ITEM_KEY_SQL.replace("item_id", "h.item_id")} AS item_key,
+                       now()::TIMESTAMPTZ AS archived_at, $run::VARCHAR AS archive_run_id
+                FROM {table} h SEMI JOIN _items USING (item_id)
+                ANTI JOIN (SELECT id FROM _archived WHERE item_id IN (SELECT item_id FROM _items)) a
+                ON a.id = h.id""",  # noqa: S608
+            params={"run": run_id},
+        )
+        reader = rel.to_arrow_reader(batch_rows)
+        reader = pa.RecordBatchReader.from_batches(
+            ARCHIVE_SCHEMA, (b.cast(ARCHIVE_SCHEMA) for b in reader)
+        )
+        archive.append(item_type, reader)
+        return int(missing)
+    finally:
+        con.unregister("_archived")
+        con.unregister("_items")
+
+
+def hot_ids_missing_from_archive(
+    con: duckdb.DuckDBPyConnection, archive: Archive, item_type: ItemType, item_ids: Sequence[str]
+) -> dict[str, int]:
+    """Expiry step 2 (verify): per item, hot ids that the archive does not hold."""
+    table = interaction_table(item_type)
+    _register_items(con, item_ids)
+    con.register("_archived", archive.dataset(item_type, item_ids))
+    try:
+        return dict(
+            con.execute(
+                f"""SELECT h.item_id, count(*) FROM {table} h SEMI JOIN _items USING (item_id)
+                    ANTI JOIN (SELECT id FROM _archived WHERE item_id IN (SELECT item_id FROM _items)) a
+                    ON a.id = h.id GROUP BY h.item_id"""  # noqa: S608
+            ).fetchall()
+        )
+    finally:
+        con.unregister("_archived")
+        con.unregister("_items")
+
+
+def delete_hot_rows(
+    con: duckdb.DuckDBPyConnection, item_type: ItemType, item_ids: Sequence[str]
+) -> dict[str, int]:
+    """Expiry step 3: delete the items' hot rows (inside the caller's transaction)."""
+    table = interaction_table(item_type)
+    counts = dict(
+        con.execute(
+            f"SELECT item_id, count(*) FROM {table} WHERE item_id IN (SELECT unnest(?)) GROUP BY item_id",  # noqa: S608
+            [list(item_ids)],
+        ).fetchall()
+    )
+    con.execute(f"DELETE FROM {table} WHERE item_id IN (SELECT unnest(?))", [list(item_ids)])  # noqa: S608
+    return counts
+
+
+def copy_archived_rows_to_hot(
+    con: duckdb.DuckDBPyConnection, archive: Archive, item_type: ItemType, item_ids: Sequence[str]
+) -> dict[str, int]:
+    """Restore step 2: insert the items' archived rows that are not hot; returns per item.
+
+    One INSERT statement: DuckDB commits it whole or not at all, so a crash mid-copy leaves
+    no partial copy, and the anti-join makes a re-run insert only what is missing.
+    """
+    table = interaction_table(item_type)
+    _register_items(con, item_ids)
+    con.register("_archived", archive.dataset(item_type, item_ids))
+    cols = ", ".join(INTERACTION_COLUMN_NAMES)
+    try:
+        with transaction(con):
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE _restore AS
+                    SELECT {cols} FROM _archived a
+                    WHERE a.item_id IN (SELECT item_id FROM _items)
+                      AND NOT EXISTS (SELECT 1 FROM {table} h WHERE h.id = a.id
+                                      AND h.item_id IN (SELECT item_id FROM _items))
+                    QUALIFY row_number() OVER (PARTITION BY a.id ORDER BY a.archived_at) = 1"""  # noqa: S608
+            )
+            con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _restore")  # noqa: S608
+            fault_point("restore.mid_copy")
+            counts = dict(
+                con.execute("SELECT item_id, count(*) FROM _restore GROUP BY item_id").fetchall()
+            )
+            con.execute("DROP TABLE _restore")
+        return counts
+    finally:
+        con.unregister("_archived")
+        con.unregister("_items")
+
+
+def archived_ids_missing_from_hot(
+    con: duckdb.DuckDBPyConnection, archive: Archive, item_type: ItemType, item_ids: Sequence[str]
+) -> dict[str, int]:
+    """Restore step 3 (verify): per item, archived ids that are not hot."""
+    table = interaction_table(item_type)
+    _register_items(con, item_ids)
+    con.register("_archived", archive.dataset(item_type, item_ids))
+    try:
+        return dict(
+            con.execute(
+                f"""SELECT a.item_id, count(*) FROM _archived a
+                    WHERE a.item_id IN (SELECT item_id FROM _items)
+                      AND NOT EXISTS (SELECT 1 FROM {table} h WHERE h.id = a.id)
+                    GROUP BY a.item_id"""  # noqa: S608
+            ).fetchall()
+        )
+    finally:
+        con.unregister("_archived")
+        con.unregister("_items")
+
+
+def archived_row_counts(
+    archive: Archive, con: duckdb.DuckDBPyConnection, item_type: ItemType
+) -> dict[str, int]:
+    con.register("_archived", archive.dataset(item_type))
+    try:
+        return dict(
+            con.execute("SELECT item_id, count(*) FROM _archived GROUP BY item_id").fetchall()
+        )
+    finally:
+        con.unregister("_archived")

@@ -1,0 +1,190 @@
+"""Currents ingestion on real files: layout, codecs, at-least-once delivery, quarantine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ix_pipeline.demo.currents_files import write_avro, write_jsonl
+from ix_pipeline.settings import Settings
+from ix_pipeline.store.schema import INTERACTION_COLUMN_NAMES
+from ix_pipeline_tests.builders import T0, campaign_event, canvas_event, write_events
+from ix_pipeline_tests.conftest import ingest, q
+
+CLICK = "users.messages.email.Click"
+
+
+@pytest.mark.parametrize("codec", ["null", "deflate", "snappy"])
+@pytest.mark.parametrize("time_type", ["int", "long"])
+def test_avro_in_currents_layout_lands_in_the_right_table(settings: Settings, codec: str, time_type: str) -> None:
+    root = settings.landing / "currents"
+    write_events(root, CLICK, [campaign_event("cmp_1", "u1", eid="c1", link_alias="cta")], codec=codec, time_type=time_type)
+    write_events(root, "users.canvas.Entry", [canvas_event("cnv_1", "u2", eid="e1", in_control_group=False)],
+                 codec=codec, time_type=time_type)  # fmt: skip
+    _, report = ingest(settings)
+    assert report.events_stored == 2 and report.records_quarantined == 0
+    row = q(settings, f"SELECT {', '.join(INTERACTION_COLUMN_NAMES)} FROM campaign_interactions")  # noqa: S608
+    assert len(row) == 1
+    got = dict(zip(INTERACTION_COLUMN_NAMES, row[0], strict=True))
+    assert got["id"] == "c1" and got["item_id"] == "cmp_1" and got["kind"] == "clicked"
+    assert got["channel"] == "email" and got["event_type"] == CLICK
+    assert got["link_alias"] == "cta" and got["time"] == T0 and got["external_user_id"] == "ext-u1"
+    assert got["message_variation_id"] == "cmp_1_v1"
+    canvas_rows = q(settings, "SELECT id, item_id, kind, canvas_step_id, in_control_group FROM canvas_interactions")
+    assert canvas_rows == [("e1", "cnv_1", "entry", "cnv_1_s1", False)]
+
+
+def test_event_delivered_twice_in_two_files_and_two_runs_is_stored_once(settings: Settings) -> None:
+    root = settings.landing / "currents"
+    ev = campaign_event("cmp_1", "u1", eid="dup-1")
+    write_events(root, CLICK, [ev, campaign_event("cmp_1", "u2", eid="x-1")])
+    write_events(root, CLICK, [ev])  # same id, another file, same batch
+    _, first = ingest(settings)
+    assert first.events_stored == 2 and first.duplicates_skipped == 1
+    write_events(root, CLICK, [ev, campaign_event("cmp_1", "u3", eid="x-2")])  # and a later run
+    _, second = ingest(settings)
+    assert second.events_stored == 1 and second.duplicates_skipped == 1
+    assert q(settings, "SELECT id, count(*) FROM campaign_interactions GROUP BY id ORDER BY id") == [
+        ("dup-1", 1), ("x-1", 1), ("x-2", 1)
+    ]  # fmt: skip
+    # The summaries and analytics count the event once too.
+    assert q(settings, "SELECT sum(events) FROM item_analytics") == [(3,)]
+
+
+def test_running_ingestion_again_adds_nothing(settings: Settings) -> None:
+    write_events(settings.landing / "currents", CLICK, [campaign_event("cmp_1", f"u{i}") for i in range(50)])
+    ingest(settings)
+    before = q(settings, "SELECT count(*), (SELECT count(*) FROM user_summaries), (SELECT sum(events) FROM item_analytics) FROM campaign_interactions")
+    _, again = ingest(settings)
+    assert again.files_skipped == 1 and again.files_ingested == 0 and again.events_stored == 0
+    assert q(settings, "SELECT count(*), (SELECT count(*) FROM user_summaries), (SELECT sum(events) FROM item_analytics) FROM campaign_interactions") == before
+
+
+def test_unknown_optional_fields_never_fail_a_file(settings: Settings) -> None:
+    path = settings.landing / "currents" / "extra.jsonl"
+    write_jsonl(path, [{**campaign_event("cmp_1", "u1"), "brand_new_field": {"x": 1}, "another": 3}], event_type=CLICK)
+    _, report = ingest(settings)
+    assert report.events_stored == 1 and report.records_quarantined == 0
+
+
+def _quarantined(settings: Settings) -> list[tuple]:
+    return q(settings, "SELECT record_index, event_id, reason FROM quarantine_log ORDER BY source, record_index")
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ({"id": None}, "required field id is empty"),
+        ({"id": ""}, "required field id is empty"),
+        ({"user_id": None}, "required field user_id is empty"),
+        ({"time": None}, "required field time is null"),
+        ({"time": "yesterday"}, "field time is not a integer"),
+        ({"time": 1_700_000_000_000}, "field time is out of range"),
+        ({"user_id": 42}, "field user_id is not a string"),
+        ({"in_control_group": "yes"}, "field in_control_group is not a boolean"),
+        ({"event_type": "users.messages.email.Teleport"}, "unknown event type users.messages.email.Teleport"),
+        ({"id": "x" * 10_000}, "field id is longer than 512 characters"),
+    ],
+)
+def test_bad_record_is_quarantined_with_its_reason_and_the_rest_is_stored(
+    settings: Settings, bad: dict, reason: str
+) -> None:
+    good = [campaign_event("cmp_1", f"u{i}", event_type=CLICK) for i in range(3)]
+    broken = {**campaign_event("cmp_1", "bad", event_type=CLICK), **bad}
+    write_jsonl(settings.landing / "currents" / "batch.jsonl", [good[0], broken, *good[1:]])
+    _, report = ingest(settings)
+    assert report.events_stored == 3 and report.records_quarantined == 1
+    [(index, _, got)] = _quarantined(settings)
+    assert index == 1 and got.startswith(reason)
+    saved = [json.loads(line) for line in (next(settings.quarantine.iterdir()) / "records.jsonl").read_text().splitlines()]
+    assert saved[0]["reason"].startswith(reason) and saved[0]["record_index"] == 1
+
+
+def test_json_lines_with_a_bad_line_in_the_middle(settings: Settings) -> None:
+    path = settings.landing / "currents" / "mixed.jsonl"
+    lines = [json.dumps({**campaign_event("cmp_1", f"u{i}"), "event_type": CLICK}) for i in range(4)]
+    lines.insert(2, '{"id": "half", "user_id": ')
+    lines.insert(3, "\udcff".encode("utf-8", "surrogateescape").decode("latin-1"))
+    path.write_bytes("\n".join(lines).encode("latin-1", "replace").replace(b"\xc3\xbf", b"\xff") + b"\n")
+    _, report = ingest(settings)
+    assert report.events_stored == 4
+    reasons = [r for _, _, r in _quarantined(settings)]
+    assert len(reasons) == 2 and "line 3 is not JSON" in reasons[0]
+
+
+def test_corrupt_avro_file_is_quarantined_whole_and_other_files_still_load(settings: Settings) -> None:
+    root = settings.landing / "currents"
+    good = write_events(root, CLICK, [campaign_event("cmp_1", "u1")])
+    bad = write_events(root, CLICK, [campaign_event("cmp_1", f"u{i}") for i in range(100)])
+    bad.write_bytes(bad.read_bytes()[: len(bad.read_bytes()) // 2])  # truncated
+    magic = write_events(root, CLICK, [campaign_event("cmp_1", "u9")])
+    magic.write_bytes(b"NOPE" + magic.read_bytes()[4:])
+    empty = root / "dataexport.x.S3.integration.y" / f"event_type={CLICK}" / "date=2025-01-01-00" / "1" / "z" / "empty.avro"
+    empty.parent.mkdir(parents=True)
+    empty.write_bytes(b"")
+    _, report = ingest(settings)
+    assert report.files_quarantined == 3 and report.events_stored == 1
+    rows = q(settings, "SELECT source, reason FROM quarantine_log WHERE record_index = -1 ORDER BY source")
+    assert {Path(s).name for s, _ in rows} == {bad.name, magic.name, "empty.avro"}
+    assert any("empty" in r for _, r in rows)
+    copies = [p for p in next(settings.quarantine.iterdir()).iterdir() if p.suffix == ".avro"]
+    assert len(copies) == 3
+    assert q(settings, "SELECT status, count(*) FROM ingested_files GROUP BY 1 ORDER BY 1") == [("ingested", 1), ("quarantined", 3)]
+    assert good.exists()
+
+
+def test_avro_whose_schema_disagrees_with_its_path_is_quarantined(settings: Settings) -> None:
+    root = settings.landing / "currents"
+    path = write_events(root, CLICK, [campaign_event("cmp_1", "u1")])
+    write_avro(path, "users.messages.email.Open", [campaign_event("cmp_1", "u1")])
+    _, report = ingest(settings)
+    assert report.files_quarantined == 1
+    [(reason,)] = q(settings, "SELECT reason FROM quarantine_log")
+    assert "users.messages.email.Open" in reason and CLICK in reason
+
+
+def test_avro_schema_missing_a_required_field(settings: Settings) -> None:
+    root = settings.landing / "currents"
+    path = root / f"event_type={CLICK}" / "date=2025-01-01-00" / "x.avro"
+    import fastavro
+
+    schema = {"type": "record", "name": "Click", "namespace": "dataexport.S3.inner.users.messages.email",
+              "fields": [{"name": "id", "type": "string"}, {"name": "time", "type": "long"}]}  # fmt: skip
+    path.parent.mkdir(parents=True)
+    with path.open("wb") as f:
+        fastavro.writer(f, fastavro.parse_schema(schema), [{"id": "a", "time": T0}])
+    _, report = ingest(settings)
+    assert report.records_quarantined == 1 and report.events_stored == 0
+    assert q(settings, "SELECT reason FROM quarantine_log") == [("required field user_id is missing",)]
+
+
+def test_parquet_with_same_fields_and_with_wrong_column_types(settings: Settings) -> None:
+    root = settings.landing / "currents"
+    rows = [{**campaign_event("cmp_1", f"u{i}"), "event_type": CLICK} for i in range(3)]
+    pq.write_table(pa.Table.from_pylist(rows), root / "good.parquet")
+    wrong = pa.table({"id": ["w1"], "user_id": ["u"], "time": ["2025-01-01"], "event_type": [CLICK], "campaign_id": ["cmp_1"]})
+    pq.write_table(wrong, root / "wrong.parquet")
+    _, report = ingest(settings)
+    assert report.events_stored == 3 and report.records_quarantined == 1
+    assert q(settings, "SELECT event_id, reason FROM quarantine_log") == [("w1", "field time is not a integer (found String)")]
+
+
+def test_summaries_are_fed_by_every_event_and_items_ever_received(settings: Settings) -> None:
+    root = settings.landing / "currents"
+    write_events(root, "users.messages.email.Send", [campaign_event("cmp_1", "u1", t=T0)])
+    write_events(root, "users.messages.email.Bounce", [{"id": "b1", "user_id": "u1", "time": T0 + 5, "app_group_id": "a"}])
+    write_events(root, "users.messages.sms.InboundReceive",
+                 [{"id": "k1", "user_id": "u1", "time": T0 + 9, "app_group_id": "a", "action": "OPT_IN"}])  # fmt: skip
+    write_events(root, "users.behaviors.app.NewsFeedImpression",
+                 [{"id": f"n{i}", "user_id": "u1", "time": T0 + i, "app_group_id": "a"} for i in range(3)])  # fmt: skip
+    _, report = ingest(settings)
+    assert report.events_stored == 6
+    [row] = q(settings, """SELECT epoch(last_received_any)::BIGINT, epoch(last_received_email)::BIGINT,
+                           hard_bounced_at IS NOT NULL, last_inbound_keyword_category, news_feed_views, items_received
+                           FROM user_summaries WHERE user_id = 'u1'""")  # fmt: skip
+    assert row == (T0, T0, True, "OPT_IN", 3, ["cmp_1"])
+    assert q(settings, "SELECT count(*) FROM campaign_interactions") == [(1,)]

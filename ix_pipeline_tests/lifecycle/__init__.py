@@ -1,0 +1,1 @@
+"""Tests for ix_pipeline.lifecycle."""
