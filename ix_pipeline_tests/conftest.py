@@ -14,6 +14,7 @@ import pytest
 
 from ix_pipeline.ingest.catalog import ingest_catalog
 from ix_pipeline.ingest.currents_ingest import ingest_currents
+from ix_pipeline.orchestration.instance import ensure_dagster_home
 from ix_pipeline.settings import Settings, load_settings
 from ix_pipeline.store.archive import Archive
 from ix_pipeline.store.hot import hot_connection
@@ -31,6 +32,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
     monkeypatch.setenv("IX_DATA_DIR", str(data))
     monkeypatch.setenv("DAGSTER_HOME", str(data / "dagster_home"))
     s = load_settings(data)
+    ensure_dagster_home(data / "dagster_home")
     (s.landing / "catalog").mkdir(parents=True)
     (s.landing / "currents").mkdir(parents=True)
     yield s

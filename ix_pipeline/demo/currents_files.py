@@ -101,7 +101,9 @@ EVENT_TYPES: dict[str, tuple[str, ...]] = {
     ),
 }
 
-ALL_EVENT_TYPES: tuple[str, ...] = tuple(dict.fromkeys(t for ts in EVENT_TYPES.values() for t in ts))
+ALL_EVENT_TYPES: tuple[str, ...] = tuple(
+    dict.fromkeys(t for ts in EVENT_TYPES.values() for t in ts)
+)
 
 CODECS: tuple[str, ...] = ("null", "deflate", "snappy")
 

@@ -124,14 +124,16 @@ def run_expiry(
         )  # fmt: skip
     result.rolled_back = [t.item_id for t in back]
 
-    chunks = _chunks(plan.eligible) + [("late", c) for c in _chunks(plan.late)]  # type: ignore[misc]
-    for done, (label, chunk) in enumerate(chunks, start=1):
-        if label == "late":
-            _archive_late_rows(con, archive, chunk, as_of, run_id, actor, result)
+    steps = [(False, t, c) for t, c in _chunks(plan.eligible)] + [
+        (True, t, c) for t, c in _chunks(plan.late)
+    ]
+    for done, (late, item_type, chunk) in enumerate(steps, start=1):
+        if late:
+            _archive_late_rows(con, archive, item_type, chunk, as_of, run_id, actor, result)
         else:
-            _expire_chunk(con, archive, label, chunk, as_of, run_id, actor, result)
+            _expire_chunk(con, archive, item_type, chunk, as_of, run_id, actor, result)
         if progress:
-            progress(done, len(chunks))
+            progress(done, len(steps))
     result.rows_still_hot = sum(sum(row_counts(con, t).values()) for t in ITEM_TYPES)
     return result
 
@@ -181,6 +183,7 @@ def _expire_chunk(
 def _archive_late_rows(
     con: duckdb.DuckDBPyConnection,
     archive: Archive,
+    item_type: ItemType,
     chunk: list[Decision],
     as_of: datetime,
     run_id: str,
@@ -189,27 +192,25 @@ def _archive_late_rows(
 ) -> None:
     """Late events of expired items go where the rest of the item is; the state never
     leaves `expired`, so the rows stay invisible throughout."""
-    for item_type in ITEM_TYPES:
-        ids = [d.item_id for d in chunk if d.item_type == item_type]
-        if not ids:
-            continue
-        result.late_rows_archived += archive_hot_rows(con, archive, item_type, ids, run_id=run_id)
-        missing = hot_ids_missing_from_archive(con, archive, item_type, ids)
-        if missing:
-            raise ExpiryVerificationFailed(f"the archive is missing late rows of {sorted(missing)}")
-        with transaction(con):
-            still_expired = {
-                row[0]
-                for row in con.execute(
-                    "SELECT item_id FROM item_lifecycle WHERE state = 'expired' AND item_id IN (SELECT unnest(?))",
-                    [ids],
-                ).fetchall()
-            }
-            deleted = delete_hot_rows(con, item_type, sorted(still_expired))
-            write_audit(
-                con,
-                [Transition(i, item_type, "expired", "expired", n, "late events moved to the archive")
-                 for i, n in deleted.items()],
-                as_of=as_of, run_id=run_id, actor=actor,
-            )  # fmt: skip
-        result.rows_deleted += sum(deleted.values())
+    ids = [d.item_id for d in chunk]
+    result.late_rows_archived += archive_hot_rows(con, archive, item_type, ids, run_id=run_id)
+    missing = hot_ids_missing_from_archive(con, archive, item_type, ids)
+    if missing:
+        raise ExpiryVerificationFailed(f"the archive is missing late rows of {sorted(missing)}")
+    with transaction(con):
+        # A restore may have taken an item back meanwhile; only still-expired items lose rows.
+        still_expired = [
+            row[0]
+            for row in con.execute(
+                "SELECT item_id FROM item_lifecycle WHERE state = 'expired' AND item_id IN (SELECT unnest(?))",
+                [ids],
+            ).fetchall()
+        ]
+        deleted = delete_hot_rows(con, item_type, still_expired)
+        write_audit(
+            con,
+            [Transition(i, item_type, "expired", "expired", n, "late events moved to the archive")
+             for i, n in deleted.items()],
+            as_of=as_of, run_id=run_id, actor=actor,
+        )  # fmt: skip
+    result.rows_deleted += sum(deleted.values())

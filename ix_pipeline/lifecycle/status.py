@@ -53,7 +53,7 @@ def item_status(
 
 def workspace_summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     def one(sql: str) -> Any:
-        return con.execute(sql).fetchone()[0]  # type: ignore[index]
+        return con.execute(sql).fetchall()[0][0]
 
     states = dict(
         con.execute("SELECT state, count(*) FROM item_lifecycle GROUP BY 1 ORDER BY 1").fetchall()

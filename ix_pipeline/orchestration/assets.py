@@ -56,7 +56,7 @@ def ingest_catalog_documents(
     """Load catalog JSON documents; invalid audiences are recorded against their consumer."""
     paths = [Path(p) for p in config.paths] or [landing.catalog]
     with hot.connection() as con:
-        report = ingest_catalog(con, paths, Path(landing.quarantine), context.run_id)
+        report = ingest_catalog(con, paths, Path(landing.quarantine), context.run.run_id)
     for err in report.audience_errors[:20]:
         context.log.warning(err)
     common = {
@@ -93,7 +93,7 @@ def ingest_currents_files(
 
     with hot.connection() as con:
         report = ingest_currents(
-            con, paths, Path(landing.quarantine), context.run_id, progress=progress
+            con, paths, Path(landing.quarantine), context.run.run_id, progress=progress
         )
     if report.quarantine_reasons:
         context.log.warning(f"quarantined: {report.quarantine_reasons}")
@@ -206,7 +206,7 @@ def interaction_archive(
 
     with hot.connection() as con:
         result = run_expiry(
-            con, archive.archive(), as_of, context.run_id, dry_run=config.dry_run, progress=progress
+            con, archive.archive(), as_of, context.run.run_id, dry_run=config.dry_run, progress=progress
         )
     summary = {
         "as_of": as_of.isoformat(),

@@ -44,7 +44,7 @@ def restore_items(
         as_of = parse_as_of(config.as_of)
         with hot.connection() as con:
             plan = plan_restore(con, request)
-            result = run_restore(con, archive.archive(), plan, as_of, context.run_id)
+            result = run_restore(con, archive.archive(), plan, as_of, context.run.run_id)
     except Exception as exc:
         error = (
             str(exc)
@@ -52,11 +52,11 @@ def restore_items(
             else f"{type(exc).__name__}: {exc}"
         )
         where = mail.send(
-            messages.restore_failed(to, request, error, context.run_id, time.monotonic() - started)
+            messages.restore_failed(to, request, error, context.run.run_id, time.monotonic() - started)
         )
         context.log.info(f"failure notice sent to {where}")
         raise dg.Failure(description=error, metadata={"notified": where}) from exc
-    where = mail.send(messages.restore_succeeded(to, request, result, context.run_id))
+    where = mail.send(messages.restore_succeeded(to, request, result, context.run.run_id))
     context.log.info(
         f"restored {len(result.restored)} items ({result.rows_restored} rows) in {result.seconds:.2f} s; "
         f"notice sent to {where}"

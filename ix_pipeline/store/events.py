@@ -78,8 +78,8 @@ def already_ingested(con: duckdb.DuckDBPyConnection, path: str, size: int, mtime
     row = con.execute(
         "SELECT 1 FROM ingested_files WHERE path = ? AND size = ? AND mtime_ns = ?",
         [path, size, mtime_ns],
-    ).fetchone()
-    return row is not None
+    ).fetchall()
+    return bool(row)
 
 
 def store_events(
@@ -100,7 +100,7 @@ def store_events(
                 """CREATE OR REPLACE TEMP TABLE _new AS
                    SELECT b.* FROM _batch b ANTI JOIN event_ledger l ON l.id = b.id"""
             )
-            new_count = con.execute("SELECT count(*) FROM _new").fetchone()[0]  # type: ignore[index]
+            new_count = con.execute("SELECT count(*) FROM _new").fetchall()[0][0]
             con.execute(
                 "INSERT INTO event_ledger SELECT id, item_type, item_id, time, ? FROM _new", [now]
             )
@@ -114,7 +114,7 @@ def store_events(
                 )
                 counts[item_type] = con.execute(
                     "SELECT count(*) FROM _new WHERE item_type = ?", [item_type]
-                ).fetchone()[0]  # type: ignore[index]
+                ).fetchall()[0][0]
             _update_user_summaries(con)
             _update_item_analytics(con)
             for f in files:

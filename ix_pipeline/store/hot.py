@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -87,3 +88,10 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
         con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> Any:
+    """The single value of a query. Fetches the whole result: with DuckDB 2.0 a result left
+    half-read (`fetchone`) blocks every later statement on the connection."""
+    rows = con.execute(sql, params if params is not None else []).fetchall()
+    return rows[0][0] if rows else None

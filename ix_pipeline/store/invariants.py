@@ -20,7 +20,7 @@ def lost_events(con: duckdb.DuckDBPyConnection, archive: Archive) -> dict[str, i
                       AND NOT EXISTS (SELECT 1 FROM {interaction_table(item_type)} h WHERE h.id = l.id)
                       AND NOT EXISTS (SELECT 1 FROM _archived a WHERE a.id = l.id)""",  # noqa: S608
                 [item_type],
-            ).fetchone()[0]  # type: ignore[index]
+            ).fetchall()[0][0]
         finally:
             con.unregister("_archived")
     return out
@@ -34,13 +34,13 @@ def duplicate_ids(con: duckdb.DuckDBPyConnection, archive: Archive) -> dict[str,
         try:
             out[f"archive.{item_type}"] = con.execute(
                 "SELECT count(*) - count(DISTINCT id) FROM (SELECT id FROM _archived)"
-            ).fetchone()[0]  # type: ignore[index]
+            ).fetchall()[0][0]
         finally:
             con.unregister("_archived")
         table = interaction_table(item_type)
         out[f"hot.{item_type}"] = con.execute(
             f"SELECT count(*) - count(DISTINCT id) FROM {table}"  # noqa: S608
-        ).fetchone()[0]  # type: ignore[index]
+        ).fetchall()[0][0]
     return out
 
 
@@ -52,7 +52,7 @@ def visible_rows_of_hidden_items(con: duckdb.DuckDBPyConnection) -> int:
             f"""SELECT count(*) FROM visible_{interaction_table(item_type)} v
                 JOIN item_lifecycle l ON l.item_id = v.item_id
                 WHERE l.state IN ('expired', 'restoring', 'legacy_deleted')"""  # noqa: S608
-        ).fetchone()[0]  # type: ignore[index]
+        ).fetchall()[0][0]
     return total
 
 

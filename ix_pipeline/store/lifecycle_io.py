@@ -158,7 +158,7 @@ def archive_hot_rows(
         count_sql = f"""SELECT count(*) FROM {table} h SEMI JOIN _items USING (item_id)
                         ANTI JOIN (SELECT id FROM _archived WHERE item_id IN (SELECT item_id FROM _items)) a
                         ON a.id = h.id"""  # noqa: S608
-        missing = con.execute(count_sql).fetchone()[0]  # type: ignore[index]
+        missing = con.execute(count_sql).fetchall()[0][0]
         if missing == 0:
             return 0
         rel = con.sql(
@@ -169,11 +169,17 @@ def archive_hot_rows(
                 ON a.id = h.id""",  # noqa: S608
             params={"run": run_id},
         )
-        reader = rel.to_arrow_reader(batch_rows)
-        reader = pa.RecordBatchReader.from_batches(
-            ARCHIVE_SCHEMA, (b.cast(ARCHIVE_SCHEMA) for b in reader)
-        )
-        archive.append(item_type, reader)
+        source = rel.to_arrow_reader(batch_rows)
+        try:
+            archive.append(
+                item_type,
+                pa.RecordBatchReader.from_batches(
+                    ARCHIVE_SCHEMA, (b.cast(ARCHIVE_SCHEMA) for b in source)
+                ),
+            )
+        finally:
+            # DuckDB keeps the result open until the reader is closed, blocking the connection.
+            source.close()
         return int(missing)
     finally:
         con.unregister("_archived")

@@ -1,0 +1,161 @@
+"""Catalog ingestion: documents, audiences, references, replacement, bad documents."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ix_pipeline.audience.expressions import FILTERS
+from ix_pipeline.settings import Settings
+from ix_pipeline_tests.builders import campaign, canvas, consumer, write_catalog
+from ix_pipeline_tests.conftest import ingest, q
+
+# One valid leaf per filter name in FORMATS.md §2, against the items of BASE.
+VALID_LEAVES: dict[str, dict] = {
+    "received_campaign": {"campaign_id": "cmp_a"},
+    "received_campaign_variant": {"campaign_id": "cmp_a", "variant_id": "cmp_a_v1"},
+    "clicked_opened_campaign": {"campaign_id": "cmp_a", "action": "clicked"},
+    "clicked_alias_in_campaign": {"campaign_id": "cmp_a", "alias": "cta"},
+    "converted_from_campaign": {"campaign_id": "cmp_a", "conversion_behavior_index": 0},
+    "in_campaign_control_group": {"campaign_id": "cmp_a"},
+    "last_received_campaign": {"campaign_id": "cmp_a", "op": "more_than_days_ago", "value": 3},
+    "received_canvas_step": {"canvas_id": "cnv_a", "step_id": "cnv_a_s1"},
+    "clicked_opened_step": {"canvas_id": "cnv_a", "step_id": "cnv_a_s1", "action": "opened"},
+    "clicked_alias_in_canvas_step": {"canvas_id": "cnv_a", "step_id": "cnv_a_s1", "alias": "cta"},
+    "converted_from_canvas": {"canvas_id": "cnv_a"},
+    "in_canvas_control_group": {"canvas_id": "cnv_a"},
+    "entered_canvas_variation": {"canvas_id": "cnv_a", "variation_id": "cnv_a_var1"},
+    "last_received_canvas_step": {"canvas_id": "cnv_a", "step_id": "cnv_a_s2", "op": "after", "value": "2025-01-01T00:00:00Z"},
+    "received_with_tag": {"tag": "promo"},
+    "clicked_opened_with_tag": {"tag": "promo", "action": "any"},
+    "last_received_with_tag": {"tag": "promo", "op": "less_than_days_ago", "value": 30},
+    "clicked_alias_in_any": {"alias": "cta"},
+    "hard_bounced": {},
+    "marked_spam": {},
+    "invalid_phone_number": {},
+    "never_received": {"campaign_id": "cmp_a"},
+    "feature_flag": {"flag_id": "new_checkout"},
+    "last_engaged": {"op": "more_than_days_ago", "value": 10},
+    "last_enrolled_any_control_group": {},
+    "last_in_app_impression": {},
+    "last_received_any": {"op": "before", "value": "2025-06-01T00:00:00Z"},
+    "last_received_email": {},
+    "last_received_push": {},
+    "last_received_sms": {},
+    "last_received_webhook": {},
+    "last_received_whatsapp": {},
+    "last_sms_inbound_keyword_category": {"category": "OPT_IN", "op": "more_than_days_ago", "value": 1},
+    "last_viewed_news_feed": {},
+    "news_feed_view_count": {"op": "gt", "value": 2},
+}
+BASE = [campaign("cmp_a", tags=["promo"]), canvas("cnv_a", tags=["promo"])]
+
+
+def test_every_filter_name_of_the_spec_is_covered() -> None:
+    assert set(VALID_LEAVES) == set(FILTERS)
+
+
+@pytest.mark.parametrize("name", sorted(VALID_LEAVES))
+def test_every_filter_parses_and_the_consumer_is_valid(settings: Settings, name: str) -> None:
+    seg = consumer("seg_1", audience={"all": [{"filter": name, **VALID_LEAVES[name]}]})
+    write_catalog(settings.landing / "catalog", [*BASE, seg])
+    report, _ = ingest(settings)
+    assert report.invalid_consumers == 0, report.audience_errors
+    assert q(settings, "SELECT valid FROM audience_consumers WHERE id = 'seg_1'") == [(True,)]
+
+
+@pytest.mark.parametrize(
+    ("leaf", "fragment"),
+    [
+        ({"filter": "received_campaing", "campaign_id": "cmp_a"}, "received_campaing"),
+        ({"filter": "received_campaign"}, "missing parameter campaign_id"),
+        ({"filter": "clicked_opened_campaign", "campaign_id": "cmp_a", "action": "hovered"}, "hovered"),
+        ({"filter": "received_campaign", "campaign_id": "cmp_nope"}, "cmp_nope"),
+        ({"filter": "received_campaign", "campaign_id": "cnv_a"}, "cnv_a"),
+        ({"filter": "received_campaign_variant", "campaign_id": "cmp_a", "variant_id": "zzz"}, "zzz"),
+        ({"filter": "received_campaign", "campaign_id": "cmp_old"}, "pre-2024"),
+        ({"filter": "last_received_any", "op": "before", "value": "not a date"}, "not a date"),
+    ],
+)
+def test_invalid_expression_is_recorded_naming_consumer_and_filter(settings: Settings, leaf: dict, fragment: str) -> None:
+    old = campaign("cmp_old", stopped_at="2021-01-01T00:00:00Z", deleted_at="2023-02-01T00:00:00Z")
+    bad = consumer("seg_bad", audience={"any": [leaf]})
+    fine = consumer("seg_ok", audience={"filter": "hard_bounced"})
+    write_catalog(settings.landing / "catalog", [*BASE, old, bad, fine])
+    report, _ = ingest(settings)
+    assert report.invalid_consumers == 1
+    [(valid, errors)] = q(settings, "SELECT valid, errors FROM audience_consumers WHERE id = 'seg_bad'")
+    assert not valid and len(errors) >= 1
+    assert "seg_bad" in errors[0] and leaf["filter"] in errors[0] and fragment in errors[0]
+    assert q(settings, "SELECT valid FROM audience_consumers WHERE id = 'seg_ok'") == [(True,)]
+    assert q(settings, "SELECT count(*) FROM catalog_items") == [(3,)]
+
+
+def test_tag_and_id_references_are_told_apart(settings: Settings) -> None:
+    seg = consumer("seg_1", audience={"all": [
+        {"filter": "received_campaign", "campaign_id": "cmp_a"},
+        {"filter": "received_canvas_step", "canvas_id": "cnv_a", "step_id": "cnv_a_s2"},
+        {"not": {"filter": "received_with_tag", "tag": "promo"}},
+    ]})  # fmt: skip
+    write_catalog(settings.landing / "catalog", [*BASE, seg])
+    ingest(settings)
+    rows = q(settings, "SELECT filter, ref_by, item_id, component_id, tag, valid FROM filter_references ORDER BY path")
+    assert rows == [
+        ("received_campaign", "id", "cmp_a", None, None, True),
+        ("received_canvas_step", "id", "cnv_a", "cnv_a_s2", None, True),
+        ("received_with_tag", "tag", None, None, "promo", True),
+    ]
+
+
+def test_newer_document_replaces_older_and_stale_one_is_ignored(settings: Settings) -> None:
+    folder = settings.landing / "catalog"
+    write_catalog(folder, [campaign("cmp_a", status="active", stopped_at=None, updated_at="2025-03-01T00:00:00Z")])
+    ingest(settings)
+    write_catalog(folder, [campaign("cmp_a", status="stopped", updated_at="2025-04-01T00:00:00Z")])
+    ingest(settings)
+    assert q(settings, "SELECT status FROM catalog_items") == [("stopped",)]
+    write_catalog(folder, [campaign("cmp_a", status="active", stopped_at=None, updated_at="2025-02-01T00:00:00Z")])
+    report, _ = ingest(settings)
+    assert report.documents_stale == 1
+    assert q(settings, "SELECT status FROM catalog_items") == [("stopped",)]
+
+
+def test_bad_documents_are_quarantined_and_the_rest_loads(settings: Settings) -> None:
+    folder = settings.landing / "catalog"
+    write_catalog(folder, [
+        campaign("cmp_a"), {"type": "campaign"}, {"id": "x", "type": "spaceship"},
+        {**campaign("cmp_b"), "stopped_at": "yesterday"}, {**campaign("cmp_c"), "unknown_field": 1},
+        {**canvas("cmp_a")},
+    ])  # fmt: skip
+    (folder / "broken.json").write_text('{"id": "cmp_z", ')
+    report, _ = ingest(settings)
+    assert q(settings, "SELECT id FROM catalog_items ORDER BY id") == [("cmp_a",), ("cmp_c",)]
+    reasons = [r for (r,) in q(settings, "SELECT reason FROM quarantine_log ORDER BY source, record_index")]
+    assert any("field id is missing" in r for r in reasons)
+    assert any("spaceship" in r for r in reasons)
+    assert any("stopped_at" in r and "cmp_b" in r for r in reasons)
+    assert any("already a campaign" in r for r in reasons)
+    assert any("broken.json" in r for r in reasons)
+    assert report.files_quarantined == 1
+
+
+def test_deeply_nested_expression_is_an_error_not_a_crash(settings: Settings) -> None:
+    deep: dict = {"filter": "hard_bounced"}
+    for _ in range(900):
+        deep = {"not": deep}
+    path = settings.landing / "catalog" / "deep.json"
+    path.write_text(json.dumps([*BASE, consumer("seg_deep", audience=deep)]))
+    report, _ = ingest(settings)
+    assert report.invalid_consumers == 1
+    [(errors,)] = q(settings, "SELECT errors FROM audience_consumers WHERE id = 'seg_deep'")
+    assert "seg_deep" in errors[0] and "deeper" in errors[0]
+
+
+def test_legacy_deleted_items_start_in_their_terminal_state(settings: Settings) -> None:
+    old = campaign("cmp_old", stopped_at="2021-01-01T00:00:00Z", deleted_at="2023-02-01T00:00:00Z")
+    write_catalog(settings.landing / "catalog", [*BASE, old])
+    ingest(settings)
+    assert q(settings, "SELECT item_id, state FROM item_lifecycle ORDER BY 1") == [
+        ("cmp_a", "hot"), ("cmp_old", "legacy_deleted"), ("cnv_a", "hot")
+    ]  # fmt: skip

@@ -1,0 +1,113 @@
+"""Restore on real DuckDB and Delta files: by id, Canvas id, tag, a mix; refusals; re-expiry."""
+
+from __future__ import annotations
+
+import pytest
+
+from ix_pipeline.lifecycle.restore import RestoreRefused, RestoreRequest, plan_restore, run_restore
+from ix_pipeline.settings import Settings
+from ix_pipeline.store.hot import hot_connection
+from ix_pipeline_tests.conftest import archive_of, at, q
+from ix_pipeline_tests.lifecycle import scenario
+from ix_pipeline_tests.lifecycle.scenario import NIGHT, rows_of, snapshot
+from ix_pipeline_tests.lifecycle.test_expiry import EXPIRING, assert_invariants, expire
+
+RESTORED_AT = "2025-06-10T08:30:00Z"
+
+
+def restore(settings: Settings, when: str = RESTORED_AT, **request: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    with hot_connection(settings.hot_db) as con:
+        plan = plan_restore(con, RestoreRequest(**request))
+        return run_restore(con, archive_of(settings), plan, at(when), "test-restore")
+
+
+@pytest.fixture
+def expired(settings: Settings) -> tuple[Settings, dict[str, list[tuple]]]:
+    scenario.build(settings)
+    before = {i: rows_of(settings, i) for i in EXPIRING}
+    expire(settings, NIGHT)
+    return settings, before
+
+
+@pytest.mark.parametrize(
+    ("request_", "restored"),
+    [
+        ({"campaign_ids": ("cmp_stop",)}, ["cmp_stop"]),
+        ({"canvas_ids": ("cnv_stop",)}, ["cnv_stop"]),
+        ({"tags": ("promo",)}, ["cmp_stop", "cnv_stop"]),
+        ({"campaign_ids": ("cmp_tagref",), "tags": ("promo",)}, ["cmp_stop", "cmp_tagref", "cnv_stop"]),
+    ],
+    ids=["campaign", "canvas", "tag", "mix"],
+)
+def test_restore_brings_back_every_column_of_every_row(expired, request_, restored) -> None:  # type: ignore[no-untyped-def]
+    settings, before = expired
+    result = restore(settings, **request_)
+    assert sorted(result.restored) == restored
+    for item_id in restored:
+        assert rows_of(settings, item_id) == before[item_id]
+        assert result.rows_per_item[item_id] == len(before[item_id])
+    assert dict(q(settings, "SELECT item_id, state FROM item_lifecycle WHERE item_id IN ('cmp_stop', 'cnv_stop', 'cmp_tagref')")) == {
+        i: "hot" if i in restored else "expired" for i in EXPIRING
+    }
+    # Visible again to features.
+    for item_id in restored:
+        assert q(settings, "SELECT count(*) FROM (SELECT item_id FROM visible_campaign_interactions UNION ALL "
+                           "SELECT item_id FROM visible_canvas_interactions) WHERE item_id = ?", [item_id]) == [(len(before[item_id]),)]  # fmt: skip
+    assert_invariants(settings)
+
+
+def test_unknown_ids_are_refused_all_at_once_and_nothing_changes(expired) -> None:  # type: ignore[no-untyped-def]
+    settings, _ = expired
+    before = snapshot(settings)
+    with pytest.raises(RestoreRefused) as err:
+        restore(settings, campaign_ids=("cmp_stop", "cmp_nope", "cnv_stop"), canvas_ids=("cnv_zzz",))
+    text = str(err.value)
+    assert "cmp_nope" in text and "cnv_zzz" in text and "cnv_stop" in text  # a Canvas id given as a campaign
+    assert snapshot(settings) == before
+
+
+def test_legacy_deleted_item_is_refused_naming_the_policy(expired) -> None:  # type: ignore[no-untyped-def]
+    settings, _ = expired
+    with pytest.raises(RestoreRefused, match="pre-2024 retention policy"):
+        restore(settings, campaign_ids=("cmp_old",))
+
+
+@pytest.mark.parametrize("request_", [{}, {"tags": ("",)}, {"tags": ("   ",)}])
+def test_empty_requests_are_refused(expired, request_) -> None:  # type: ignore[no-untyped-def]
+    settings, _ = expired
+    with pytest.raises(RestoreRefused):
+        restore(settings, **request_)
+
+
+def test_already_hot_is_reported_and_an_unmatched_tag_says_so(expired) -> None:  # type: ignore[no-untyped-def]
+    settings, _ = expired
+    result = restore(settings, campaign_ids=("cmp_active",), tags=("winback", "Promo"))
+    assert result.restored == [] and result.already_hot == ["cmp_active"]
+    assert result.notes == ["tag 'winback' matches no expired item", "tag 'Promo' matches no expired item"]
+
+
+def test_restored_item_re_expires_three_calendar_months_after_the_restore(expired) -> None:  # type: ignore[no-untyped-def]
+    settings, _ = expired
+    restore(settings, campaign_ids=("cmp_stop",))  # anchor 2025-06-10T08:30Z → expires 2025-09-10T08:30Z
+    assert "cmp_stop" not in expire(settings, "2025-09-09T08:30:00Z").expired  # a day before
+    assert "cmp_stop" not in expire(settings, "2025-09-10T08:29:59Z").expired
+    assert expire(settings, "2025-09-10T08:30:00Z").expired == ["cmp_stop"]
+    assert_invariants(settings)
+    [(last_restored,)] = q(settings, "SELECT last_restored_at FROM item_lifecycle WHERE item_id = 'cmp_stop'")
+    assert last_restored == at(RESTORED_AT)
+
+
+def test_second_expiry_archives_only_what_the_archive_lacks(expired) -> None:  # type: ignore[no-untyped-def]
+    settings, before = expired
+    restore(settings, campaign_ids=("cmp_stop",))
+    expire(settings, "2025-07-01T02:00:00Z")  # cmp_late (stopped 2025-03-15) goes first
+    again = expire(settings, "2025-12-01T02:00:00Z")
+    assert again.expired == ["cmp_stop"] and again.rows_archived == 0
+    assert again.rows_deleted == len(before["cmp_stop"])
+    assert_invariants(settings)
+
+
+def test_restored_item_stays_hot_while_exempt(expired) -> None:  # type: ignore[no-untyped-def]
+    settings, _ = expired
+    restore(settings, campaign_ids=("cmp_exempt",))  # never expired: already hot, exempt by seg_keep
+    assert expire(settings, "2026-01-01T02:00:00Z").expired.count("cmp_exempt") == 0
