@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -61,12 +63,17 @@ def _run_job(
     settings: Settings, job_name: str, run_config: dict, tags: dict[str, str] | None = None
 ):  # type: ignore[no-untyped-def]
     from ix_pipeline.definitions import build_defs
-    from ix_pipeline.orchestration.instance import get_instance
+    from ix_pipeline.orchestration.instance import get_instance, reap_dead_cli_runs
 
     instance = get_instance(settings.dagster_home)
+    for run_id in reap_dead_cli_runs(instance):
+        err.print(f"marked run {run_id} failed: its process had died (its work resumes now)")
     job = build_defs(settings).resolve_job_def(job_name)
+    # INFO shows our progress lines; Dagster's per-event DEBUG chatter stays in the UI's logs.
+    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     return job.execute_in_process(
-        run_config=run_config, instance=instance, tags={"ix/launched_by": "cli", **(tags or {})},
+        run_config={**run_config, **quiet}, instance=instance,
+        tags={"ix/launched_by": "cli", "ix/host": socket.gethostname(), "ix/pid": str(os.getpid()), **(tags or {})},
         raise_on_error=False,
     )  # fmt: skip
 
@@ -86,13 +93,25 @@ class IxGroup(click.Group):
     """Turns the errors a user can act on into one clear sentence instead of a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from ix_pipeline.audience.evaluate import AudienceRefused, UnknownConsumer
+        from ix_pipeline.exports.item_csv import ItemExportError
         from ix_pipeline.lifecycle.restore import RestoreRefused
         from ix_pipeline.store.hot import HotStoreBusy
 
         try:
             return super().invoke(ctx)
-        except (HotStoreBusy, RestoreRefused, FileNotFoundError) as exc:
+        except (
+            HotStoreBusy,
+            RestoreRefused,
+            AudienceRefused,
+            ItemExportError,
+            FileNotFoundError,
+        ) as exc:
             raise CliError(str(exc)) from None
+        except UnknownConsumer as exc:
+            raise CliError(
+                f"unknown consumer {exc.consumer_id!r}: not a segment, content card, campaign or Canvas in the catalog"
+            ) from None
 
 
 @click.group(
@@ -126,13 +145,26 @@ def ingest(data_dir: str | None, as_json: bool, paths: tuple[str, ...]) -> None:
     result = _run_job(settings, "ingest", ingest_run_config(targets))
     if not result.success:
         raise CliError(f"ingest failed: {_job_failure(result)}")
-    meta: dict[str, Any] = {}
-    for node in ("ingest_catalog_documents", "ingest_currents_files"):
+    doc: dict[str, Any] = {"run_id": result.run_id}
+    for part, node in (
+        ("catalog", "ingest_catalog_documents"),
+        ("currents", "ingest_currents_files"),
+    ):
+        doc[part] = {}
         for mat in result.asset_materializations_for_node(node):
             for k, v in mat.metadata.items():
-                meta.setdefault(k, getattr(v, "value", v))
-    doc = {"run_id": result.run_id, **meta}
-    _emit(as_json, doc, lambda: [click.echo(f"{k}: {v}") for k, v in doc.items()])
+                if k != "rows_ingested":
+                    doc[part].setdefault(k, getattr(v, "value", v))
+            if "rows_ingested" in mat.metadata:
+                doc[part][f"{mat.asset_key.path[-1]}_rows"] = mat.metadata["rows_ingested"].value
+
+    def human() -> None:
+        for part in ("catalog", "currents"):
+            click.echo(
+                f"{part}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in doc[part].items())
+            )
+
+    _emit(as_json, doc, human)
 
 
 @main.command()
@@ -271,13 +303,106 @@ def status(data_dir: str | None, as_json: bool, ids: tuple[str, ...], as_of: str
         raise CliError(f"unknown item id: {', '.join(unknown)}. `ix status` lists every item.")
 
     def human() -> None:
-        table = Table("id", "type", "status", "state", "expires at", "hot", "archived", "reason")
+        table = Table(
+            "id", "type", "status", "state", "expires at", "hot", "archived", "reason", box=None
+        )
         for r in rows:
-            table.add_row(r["id"], r["type"], r["status"], r["state"], str(r["expires_at"] or "-"),
+            table.add_row(r["id"], r["type"], r["status"], r["state"], (r["expires_at"] or "-")[:16],
                           str(r["hot_rows"]), str(r["archived_rows"]), r["reason"])  # fmt: skip
-        Console().print(table)
+        # Piped output keeps whole lines so grep and less see one item per line.
+        Console(width=None if sys.stdout.isatty() else 250).print(table)
 
     _emit(as_json, rows, human)
+
+
+@main.command()
+@common
+@click.argument("consumer_id")
+@click.option("--as-of", help="Evaluate time filters as of this instant (default now).")
+def audience(data_dir: str | None, as_json: bool, consumer_id: str, as_of: str | None) -> None:
+    """User ids matching a consumer's audience (segment, content card, campaign or Canvas).
+
+    \b
+    Example:
+      ix audience seg_0007 --json
+    """
+    from ix_pipeline.audience.evaluate import evaluate_consumer
+    from ix_pipeline.store.hot import hot_connection
+
+    settings = _settings(data_dir)
+    when = _as_of(as_of)
+    with hot_connection(settings.hot_db, read_only=True) as con:
+        users = evaluate_consumer(con, consumer_id, when)
+    doc = {"consumer_id": consumer_id, "as_of": when.isoformat(), "user_ids": users}
+    _emit(
+        as_json,
+        doc,
+        lambda: click.echo("\n".join(users) if users else f"{consumer_id}: no matching users"),
+    )
+
+
+@main.group()
+def export() -> None:
+    """Exports that read interaction data (expired items are invisible to them)."""
+
+
+@export.command("users")
+@common
+@click.option(
+    "--user",
+    "users",
+    multiple=True,
+    metavar="ID",
+    help="A user_id (braze_id) or external_user_id; repeatable. Default: every user.",
+)
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False), help="JSON Lines file to write."
+)
+def export_users_cmd(data_dir: str | None, as_json: bool, users: tuple[str, ...], out: str) -> None:
+    """The user export in the /users/export/ids shape, one JSON document per line.
+
+    \b
+    Example:
+      ix export users --user u0000042 --out u42.jsonl
+    """
+    from ix_pipeline.exports.user_export import export_users, resolve_users
+    from ix_pipeline.store.hot import hot_connection
+
+    settings = _settings(data_dir)
+    with hot_connection(settings.hot_db, read_only=True) as con:
+        unknown = (
+            [u for u, hit in resolve_users(con, list(users)).items() if hit is None]
+            if users
+            else []
+        )
+        if unknown:
+            raise CliError(
+                f"unknown user: {', '.join(unknown)} (neither a user_id nor an external_user_id)"
+            )
+        count = export_users(con, Path(out), list(users) or None)
+    doc = {"out": str(Path(out).resolve()), "users": count}
+    _emit(as_json, doc, lambda: click.echo(f"wrote {count} users to {out}"))
+
+
+@export.command("item")
+@common
+@click.argument("item_id")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="CSV file to write.")
+def export_item_cmd(data_dir: str | None, as_json: bool, item_id: str, out: str) -> None:
+    """The per-item user data CSV of a campaign or Canvas (one row per recipient).
+
+    \b
+    Example:
+      ix export item cmp_000123 --out cmp_000123.csv
+    """
+    from ix_pipeline.exports.item_csv import export_item_csv
+    from ix_pipeline.store.hot import hot_connection
+
+    settings = _settings(data_dir)
+    with hot_connection(settings.hot_db, read_only=True) as con:
+        count = export_item_csv(con, item_id, Path(out))
+    doc = {"item_id": item_id, "out": str(Path(out).resolve()), "rows": count}
+    _emit(as_json, doc, lambda: click.echo(f"wrote {count} rows to {out}"))
 
 
 @main.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import dagster as dg
@@ -29,3 +30,36 @@ def ensure_dagster_home(home: Path) -> Path:
 def get_instance(home: Path) -> dg.DagsterInstance:
     os.environ["DAGSTER_HOME"] = str(ensure_dagster_home(home))
     return dg.DagsterInstance.get()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_dead_cli_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Fail CLI runs whose process died (a crash, a kill -9) and free their pool slots.
+
+    A run launched in-process holds its `hot_db` slot until it ends; if the process dies the
+    slot stays claimed and every later run would wait forever. The daemon's run monitoring
+    does this for UI-launched runs; the CLI does it for its own, identified by host and pid.
+    """
+    reaped = []
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
+            tags={"ix/launched_by": "cli", "ix/host": socket.gethostname()},
+        )
+    )
+    for run in runs:
+        pid = run.tags.get("ix/pid", "")
+        if pid.isdigit() and not _alive(int(pid)):
+            instance.report_run_failed(run, f"the process running it (pid {pid}) died before the run ended")
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+            reaped.append(run.run_id)
+    return reaped

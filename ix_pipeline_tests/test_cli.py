@@ -1,0 +1,145 @@
+"""The `ix` command line, run as a real process: the contract scripts depend on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ix_pipeline.faults import FAULT_ENV, FAULT_EXIT_CODE
+from ix_pipeline.settings import Settings
+from ix_pipeline.store.hot import hot_connection
+from ix_pipeline_tests.conftest import q
+from ix_pipeline_tests.lifecycle import scenario
+from ix_pipeline_tests.lifecycle.scenario import NIGHT, rows_of, snapshot
+from ix_pipeline_tests.lifecycle.test_expiry import EXPIRING, assert_invariants
+
+IX = str(Path(sys.executable).with_name("ix"))
+
+
+def ix(settings: Settings, *args: str, fault: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "IX_DATA_DIR": str(settings.data_dir), "DAGSTER_HOME": str(settings.dagster_home)}
+    env.pop(FAULT_ENV, None)
+    if fault:
+        env[FAULT_ENV] = fault
+    proc = subprocess.run([IX, *args], env=env, capture_output=True, text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def ix_json(settings: Settings, *args: str) -> object:
+    return json.loads(ix(settings, *args, "--json").stdout)
+
+
+@pytest.fixture
+def files_only(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The scenario's files in the landing folder; the CLI does the ingest."""
+    monkeypatch.setattr(scenario, "ingest", lambda s: None)
+    scenario.build(settings)
+    return settings
+
+
+def test_ingest_status_expire_restore_round_trip(files_only: Settings) -> None:
+    settings = files_only
+    doc = ix_json(settings, "ingest")
+    assert doc["currents"]["events_stored"] == 77 and doc["catalog"]["items"] == 7  # type: ignore[index]
+    status = ix_json(settings, "status", "cmp_stop", "cmp_exempt", "--as-of", NIGHT)
+    assert [s["id"] for s in status] == ["cmp_exempt", "cmp_stop"]  # type: ignore[union-attr]
+    keys = {"id", "type", "name", "status", "state", "expires_at", "exempt_by", "reason", "hot_rows",
+            "archived_rows", "last_restored_at"}  # fmt: skip
+    assert keys <= set(status[1])  # type: ignore[index]
+    assert status[0]["exempt_by"] == ["seg_keep"] and status[1]["expires_at"] == "2025-04-30T10:00:00+00:00"  # type: ignore[index]
+    before = snapshot(settings)
+    dry = ix_json(settings, "expire", "--as-of", NIGHT, "--dry-run")
+    assert sorted(dry["expired"]) == EXPIRING and snapshot(settings) == before  # type: ignore[index]
+    real = ix_json(settings, "expire", "--as-of", NIGHT)
+    assert sorted(real["expired"]) == EXPIRING and real["rows_archived"] == dry["rows_archived"]  # type: ignore[index]
+    [after] = ix_json(settings, "status", "cmp_stop")  # type: ignore[misc]
+    assert after["state"] == "expired" and after["hot_rows"] == 0 and after["archived_rows"] == 11
+    restored = ix_json(settings, "restore", "--tag", "promo", "--campaign", "cmp_active")
+    assert sorted(restored["restored"]) == ["cmp_stop", "cnv_stop"] and restored["already_hot"] == ["cmp_active"]  # type: ignore[index]
+    assert restored["rows_restored"] == 22  # type: ignore[index]
+    assert_invariants(settings)
+
+
+def test_unknown_ids_exit_non_zero_and_change_nothing(files_only: Settings) -> None:
+    ix(files_only, "ingest")
+    ix(files_only, "expire", "--as-of", NIGHT)
+    before = snapshot(files_only)
+    proc = ix(files_only, "restore", "--campaign", "cmp_stop", "--campaign", "cmp_nope", "--canvas", "cnv_nope", check=False)
+    assert proc.returncode != 0
+    assert "cmp_nope" in proc.stderr and "cnv_nope" in proc.stderr and "nothing was restored" in proc.stderr
+    after = snapshot(files_only)
+    assert {k: v for k, v in after.items()} == before
+
+
+@pytest.mark.parametrize("args", [("expire", "--as-of", "31/12/2025"), ("status", "--as-of", "tomorrow")])
+def test_malformed_dates_are_one_clear_sentence(settings: Settings, args: tuple[str, ...]) -> None:
+    proc = ix(settings, *args, check=False)
+    assert proc.returncode != 0 and "is not an ISO-8601 date" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_help_of_every_command_shows_an_example(settings: Settings) -> None:
+    for cmd in ([], ["ingest"], ["expire"], ["restore"], ["status"], ["demo"]):
+        out = ix(settings, *cmd, "--help").stdout
+        assert "Example" in out and "--data-dir" in out or cmd == []
+
+
+@pytest.mark.parametrize("fault", ["expiry.after_archive_write", "expiry.after_hot_delete"])
+def test_expiry_killed_mid_way_converges_on_the_next_run(files_only: Settings, fault: str) -> None:
+    settings = files_only
+    ix(settings, "ingest")
+    rows = {i: rows_of(settings, i) for i in EXPIRING}
+    crashed = ix(settings, "expire", "--as-of", NIGHT, fault=fault, check=False)
+    assert crashed.returncode == FAULT_EXIT_CODE
+    states = dict(q(settings, "SELECT item_id, state FROM item_lifecycle"))
+    if fault == "expiry.after_archive_write":
+        # Archived but not deleted: the items are still hot-visible, mid-operation.
+        assert states["cmp_stop"] == "expiring" and rows_of(settings, "cmp_stop") == rows["cmp_stop"]
+    ix(settings, "expire", "--as-of", NIGHT)
+    assert {i: s for i, s in q(settings, "SELECT item_id, state FROM item_lifecycle") if i in EXPIRING} == dict.fromkeys(EXPIRING, "expired")
+    assert_invariants(settings)
+    restored = ix_json(settings, "restore", "--campaign", "cmp_stop", "--campaign", "cmp_tagref", "--canvas", "cnv_stop")
+    assert restored["rows_restored"] == sum(len(r) for r in rows.values())  # type: ignore[index]
+    assert {i: rows_of(settings, i) for i in EXPIRING} == rows
+
+
+def test_restore_killed_mid_copy_converges_without_duplicates(files_only: Settings) -> None:
+    settings = files_only
+    ix(settings, "ingest")
+    before = rows_of(settings, "cmp_stop")
+    ix(settings, "expire", "--as-of", NIGHT)
+    crashed = ix(settings, "restore", "--campaign", "cmp_stop", fault="restore.mid_copy", check=False)
+    assert crashed.returncode == FAULT_EXIT_CODE
+    assert q(settings, "SELECT state FROM item_lifecycle WHERE item_id = 'cmp_stop'") == [("restoring",)]
+    with hot_connection(settings.hot_db, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM visible_campaign_interactions WHERE item_id = 'cmp_stop'").fetchall() == [(0,)]
+    ix(settings, "restore", "--campaign", "cmp_stop")
+    assert rows_of(settings, "cmp_stop") == before
+    assert_invariants(settings)
+
+
+def test_expiry_and_restore_of_the_same_item_at_once(files_only: Settings) -> None:
+    settings = files_only
+    ix(settings, "ingest")
+    before = rows_of(settings, "cmp_stop")
+    ix(settings, "expire", "--as-of", NIGHT)
+    env = {**os.environ, "IX_DATA_DIR": str(settings.data_dir), "DAGSTER_HOME": str(settings.dagster_home)}
+    procs = [
+        subprocess.Popen([IX, "restore", "--campaign", "cmp_stop", "--as-of", "2025-06-01T00:00:00Z"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+        subprocess.Popen([IX, "expire", "--as-of", "2025-06-02T02:00:00Z"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+    ]  # fmt: skip
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+    # Whichever went first, the restore wins (its new anchor is after the expiry's as-of).
+    assert q(settings, "SELECT state FROM item_lifecycle WHERE item_id = 'cmp_stop'") == [("hot",)]
+    assert rows_of(settings, "cmp_stop") == before
+    assert_invariants(settings)
