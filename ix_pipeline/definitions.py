@@ -7,13 +7,21 @@ import warnings
 import dagster as dg
 
 from ix_pipeline.orchestration.assets import (
+    expiring_soon,
     expiry_eligibility,
     ingest_catalog_documents,
     ingest_currents_files,
     interaction_archive,
 )
 from ix_pipeline.orchestration.checks import CHECKS
-from ix_pipeline.orchestration.jobs import ingest_job, nightly_expiry_job, nightly_expiry_schedule
+from ix_pipeline.orchestration.feature_assets import FEATURE_ASSETS
+from ix_pipeline.orchestration.jobs import (
+    expiring_soon_job,
+    expiring_soon_schedule,
+    ingest_job,
+    nightly_expiry_job,
+    nightly_expiry_schedule,
+)
 from ix_pipeline.orchestration.resources import (
     ArchiveResource,
     HotStoreResource,
@@ -55,10 +63,12 @@ def build_defs(settings: Settings) -> dg.Definitions:
             ingest_currents_files,
             expiry_eligibility,
             interaction_archive,
+            expiring_soon,
+            *FEATURE_ASSETS,
         ],
         asset_checks=CHECKS,
-        jobs=[ingest_job, nightly_expiry_job, restore_interaction_data],
-        schedules=[nightly_expiry_schedule],
+        jobs=[ingest_job, nightly_expiry_job, restore_interaction_data, expiring_soon_job],
+        schedules=[nightly_expiry_schedule, expiring_soon_schedule(settings.expiring_soon_days)],
         sensors=[landing_files_sensor],
         resources=build_resources(settings),
     )

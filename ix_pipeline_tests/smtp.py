@@ -9,11 +9,19 @@ from contextlib import contextmanager
 from email.message import Message
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class _Keep:
     def __init__(self) -> None:
         self.messages: list[Message] = []
+        self.logins: list[tuple[str, str]] = []
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+        if isinstance(auth_data, LoginPassword):
+            self.logins.append((auth_data.login.decode(), auth_data.password.decode()))
+            return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
 
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]  # noqa: N802
         self.messages.append(email.message_from_bytes(envelope.content))
@@ -28,9 +36,13 @@ def free_port() -> int:
 
 @contextmanager
 def smtp_server() -> Iterator[tuple[int, list[Message]]]:
+    """Accepts any login (recorded in `.logins` of the list's owner) without TLS, on loopback."""
     handler = _Keep()
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=port,
+        authenticator=handler.authenticate, auth_require_tls=False,
+    )  # fmt: skip
     controller.start()
     try:
         yield port, handler.messages

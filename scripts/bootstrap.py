@@ -20,7 +20,7 @@ STAMP = VENV / ".lock-sha256"
 
 
 def main() -> int:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - runs under whatever python3 a machine has
         print(f"ix_pipeline needs Python 3.11+, this is {sys.version.split()[0]}", file=sys.stderr)
         return 1
     python = VENV / "bin" / "python"

@@ -5,16 +5,23 @@ metadata; no business rule lives here. Every step that opens the hot DuckDB file
 `hot_db` pool (limit 1, dagster.yaml), because DuckDB admits one writing process.
 """
 
-from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
+from pydantic import Field
 
 from ix_pipeline.ingest.catalog import ingest_catalog
 from ix_pipeline.ingest.currents_ingest import ingest_currents
 from ix_pipeline.lifecycle.expiry import plan_expiry, run_expiry
-from ix_pipeline.orchestration.config import ExpiryConfig, IngestConfig, parse_as_of
-from ix_pipeline.orchestration.resources import ArchiveResource, HotStoreResource, LandingResource
+from ix_pipeline.lifecycle.policy import expiring_within
+from ix_pipeline.notifications import messages
+from ix_pipeline.orchestration.config import AsOfConfig, ExpiryConfig, IngestConfig, parse_as_of
+from ix_pipeline.orchestration.resources import (
+    ArchiveResource,
+    HotStoreResource,
+    LandingResource,
+    MailResource,
+)
 
 HOT_POOL = "hot_db"
 
@@ -162,14 +169,11 @@ def expiry_eligibility(
               plan.hot_rows.get(d.item_id, 0), as_of) for d in plan.decisions],
         )  # fmt: skip
 
-    def within(days: int) -> int:
-        horizon = as_of + timedelta(days=days)
-        return sum(
-            1 for d in plan.decisions
-            if d.state in ("hot", "expiring") and not d.exempt_by and d.expires_at and d.expires_at <= horizon
-        )  # fmt: skip
-
     eligible = plan.eligible
+
+    def within(days: int) -> int:
+        return len(eligible) + len(expiring_within(plan.decisions, as_of, days))
+
     largest = sorted(eligible, key=lambda d: -plan.hot_rows.get(d.item_id, 0))[:5]
     return dg.MaterializeResult(
         metadata={
@@ -206,7 +210,12 @@ def interaction_archive(
 
     with hot.connection() as con:
         result = run_expiry(
-            con, archive.archive(), as_of, context.run.run_id, dry_run=config.dry_run, progress=progress
+            con,
+            archive.archive(),
+            as_of,
+            context.run.run_id,
+            dry_run=config.dry_run,
+            progress=progress,
         )
     summary = {
         "as_of": as_of.isoformat(),
@@ -229,3 +238,48 @@ def interaction_archive(
                 "result": dg.MetadataValue.json(summary),
             },
         )
+
+
+class ExpiringSoonConfig(AsOfConfig):
+    days: int = Field(
+        default=7, description="Horizon of the notice, in days (IX_EXPIRING_SOON_DAYS)."
+    )
+    send_mail: bool = Field(default=True, description="Mail the list to the team (IX_MAIL_TO).")
+
+
+@dg.asset(
+    group_name="lifecycle", kinds={"python", "email"}, deps=["expiry_eligibility"], pool=HOT_POOL
+)
+def expiring_soon(
+    context: dg.AssetExecutionContext,
+    config: ExpiringSoonConfig,
+    hot: HotStoreResource,
+    mail: MailResource,
+) -> dg.MaterializeResult:
+    """Items whose data will expire within the horizon, so nobody is surprised: a list and a mail."""
+    as_of = parse_as_of(config.as_of)
+    with hot.connection(read_only=True) as con:
+        plan = plan_expiry(con, as_of)
+    soon = expiring_within(plan.decisions, as_of, config.days)
+    where = (
+        mail.send(messages.expiring_soon(mail.default_to, soon, as_of, config.days))
+        if config.send_mail
+        else "not sent"
+    )
+    table = "\n".join(
+        ["| item | type | expires at | hot rows |", "|---|---|---|---|"]
+        + [
+            f"| {d.item_id} | {d.item_type} | {d.expires_at:%Y-%m-%d %H:%M} | {plan.hot_rows.get(d.item_id, 0)} |"
+            for d in soon
+        ]
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "as_of": as_of.isoformat(),
+            "days": config.days,
+            "items_expiring_soon": len(soon),
+            "items": dg.MetadataValue.md(table),
+            "item_ids": dg.MetadataValue.json([d.item_id for d in soon]),
+            "notified": where,
+        }
+    )

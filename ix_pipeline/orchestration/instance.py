@@ -59,7 +59,9 @@ def reap_dead_cli_runs(instance: dg.DagsterInstance) -> list[str]:
     for run in runs:
         pid = run.tags.get("ix/pid", "")
         if pid.isdigit() and not _alive(int(pid)):
-            instance.report_run_failed(run, f"the process running it (pid {pid}) died before the run ended")
+            instance.report_run_failed(
+                run, f"the process running it (pid {pid}) died before the run ended"
+            )
             instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
             reaped.append(run.run_id)
     return reaped

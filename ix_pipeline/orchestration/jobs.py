@@ -3,6 +3,7 @@
 import dagster as dg
 
 from ix_pipeline.orchestration.assets import (
+    expiring_soon,
     expiry_eligibility,
     ingest_catalog_documents,
     ingest_currents_files,
@@ -39,3 +40,29 @@ def nightly_expiry_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequ
 def ingest_run_config(paths: list[str]) -> dict:
     op_config = {"config": {"paths": paths}}
     return {"ops": {"ingest_catalog_documents": op_config, "ingest_currents_files": op_config}}
+
+
+expiring_soon_job = dg.define_asset_job(
+    "expiring_soon_notice",
+    selection=dg.AssetSelection.assets(expiring_soon),
+    description="List (and mail) the items whose interaction data expires within the next days.",
+)
+
+
+def expiring_soon_schedule(days: int) -> dg.ScheduleDefinition:
+    """Daily at 08:00 UTC, with the horizon from settings."""
+
+    @dg.schedule(
+        cron_schedule="0 8 * * *",
+        job=expiring_soon_job,
+        execution_timezone="UTC",
+        name="expiring_soon_schedule",
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        tick = context.scheduled_execution_time.isoformat()
+        return dg.RunRequest(
+            run_key=f"expiring-soon-{tick}",
+            run_config={"ops": {"expiring_soon": {"config": {"as_of": tick, "days": days}}}},
+        )
+
+    return _schedule

@@ -52,7 +52,9 @@ def restore_items(
             else f"{type(exc).__name__}: {exc}"
         )
         where = mail.send(
-            messages.restore_failed(to, request, error, context.run.run_id, time.monotonic() - started)
+            messages.restore_failed(
+                to, request, error, context.run.run_id, time.monotonic() - started
+            )
         )
         context.log.info(f"failure notice sent to {where}")
         raise dg.Failure(description=error, metadata={"notified": where}) from exc

@@ -7,7 +7,16 @@ from typing import Any
 from ix_pipeline.settings import Settings
 from ix_pipeline.store.hot import hot_connection
 from ix_pipeline.store.schema import INTERACTION_COLUMN_NAMES, ITEM_TYPES, interaction_table
-from ix_pipeline_tests.builders import T0, campaign, campaign_event, canvas, canvas_event, consumer, write_catalog, write_events
+from ix_pipeline_tests.builders import (
+    T0,
+    campaign,
+    campaign_event,
+    canvas,
+    canvas_event,
+    consumer,
+    write_catalog,
+    write_events,
+)
 from ix_pipeline_tests.conftest import ingest
 
 SEND = "users.messages.email.Send"

@@ -13,7 +13,6 @@ from ix_pipeline_tests.conftest import archive_of, at, ingest, q
 from ix_pipeline_tests.lifecycle import scenario
 from ix_pipeline_tests.lifecycle.scenario import NIGHT, SEND, rows_of, snapshot
 
-
 # cmp_tagref is stopped on the same day and referenced only through its tag.
 EXPIRING = ["cmp_stop", "cmp_tagref", "cnv_stop"]
 

@@ -9,7 +9,11 @@ from pathlib import Path
 import dagster as dg
 
 from ix_pipeline.definitions import build_defs
-from ix_pipeline.orchestration.jobs import expiry_run_config, ingest_run_config, nightly_expiry_schedule
+from ix_pipeline.orchestration.jobs import (
+    expiry_run_config,
+    ingest_run_config,
+    nightly_expiry_schedule,
+)
 from ix_pipeline.orchestration.sensors import landing_files_sensor
 from ix_pipeline.settings import Settings
 from ix_pipeline_tests.conftest import q
