@@ -16,6 +16,7 @@ from ix_pipeline.orchestration.assets import (
 from ix_pipeline.orchestration.checks import CHECKS
 from ix_pipeline.orchestration.feature_assets import FEATURE_ASSETS
 from ix_pipeline.orchestration.jobs import (
+    catalog_refresh_job,
     expiring_soon_job,
     expiring_soon_schedule,
     ingest_job,
@@ -29,7 +30,11 @@ from ix_pipeline.orchestration.resources import (
     MailResource,
 )
 from ix_pipeline.orchestration.restore_job import restore_interaction_data
-from ix_pipeline.orchestration.sensors import landing_files_sensor
+from ix_pipeline.orchestration.sensors import (
+    CatalogSensorConfig,
+    catalog_sensor,
+    landing_files_sensor,
+)
 from ix_pipeline.settings import Settings, load_settings
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -37,6 +42,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
+        "catalog_policy": CatalogSensorConfig(auto_restore=settings.auto_restore),
         "hot": HotStoreResource(path=str(settings.hot_db)),
         "archive": ArchiveResource(uri=settings.archive_uri),
         "landing": LandingResource(
@@ -67,9 +73,9 @@ def build_defs(settings: Settings) -> dg.Definitions:
             *FEATURE_ASSETS,
         ],
         asset_checks=CHECKS,
-        jobs=[ingest_job, nightly_expiry_job, restore_interaction_data, expiring_soon_job],
+        jobs=[ingest_job, nightly_expiry_job, restore_interaction_data, expiring_soon_job, catalog_refresh_job],
         schedules=[nightly_expiry_schedule, expiring_soon_schedule(settings.expiring_soon_days)],
-        sensors=[landing_files_sensor],
+        sensors=[landing_files_sensor, catalog_sensor],
         resources=build_resources(settings),
     )
 

@@ -10,7 +10,9 @@ documents in the same transaction as the documents themselves, so they never dis
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +28,7 @@ from ix_pipeline.audience.expressions import (
     references,
     validate_references,
 )
+from ix_pipeline.ingest.currents import safe_event_id
 from ix_pipeline.ingest.quarantine import Quarantine, Rejected
 from ix_pipeline.store.events import FileRecord, QuarantineEntry, already_ingested
 from ix_pipeline.store.hot import transaction
@@ -33,6 +36,30 @@ from ix_pipeline.store.hot import transaction
 DOCUMENT_TYPES = ("campaign", "canvas", "segment", "content_card")
 ITEM_TYPES = ("campaign", "canvas")
 ITEM_STATUSES = ("draft", "active", "stopped", "archived")
+# How deep a catalog JSON text may nest. Python's json stops near 1,000 levels (its recursion
+# limit), which rejected a whole file for one audience nested 1,000 deep, and `json.dumps`
+# failed the same way when storing it. 10,000 keeps a wide margin to the C stack (50,000
+# levels parse fine in an 8 MB thread); deeper files are still refused cleanly, whole.
+MAX_JSON_DEPTH = 10_000
+
+
+@contextmanager
+def _json_depth() -> Iterator[None]:
+    """Let json parse and dump MAX_JSON_DEPTH levels; restores the previous limit."""
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, MAX_JSON_DEPTH + 1_000))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
+
+
+def _json_word(value: Any) -> str:
+    """JSON's own names for a value's type, as the writer of the document knows them."""
+    if value is None:
+        return "null"
+    return {bool: "boolean", int: "number", float: "number", str: "string", list: "array",
+            dict: "object"}.get(type(value), type(value).__name__)  # fmt: skip
 
 
 class BadDocument(ValueError):
@@ -68,7 +95,7 @@ def parse_time(value: Any, field_name: str) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise BadDocument(
-            f"field {field_name} must be an ISO-8601 timestamp, found {type(value).__name__}"
+            f"field {field_name} must be an ISO-8601 timestamp, found {_json_word(value)}"
         )
     try:
         parsed = datetime.fromisoformat(value)
@@ -82,12 +109,21 @@ def parse_time(value: Any, field_name: str) -> datetime | None:
 def check_document(doc: Any) -> dict[str, Any]:
     """The shape every document must have; unknown extra fields are kept, never fatal."""
     if not isinstance(doc, dict):
-        raise BadDocument(f"a catalog document must be a JSON object, found {type(doc).__name__}")
+        raise BadDocument(f"a catalog document must be a JSON object, found {_json_word(doc)}")
     doc_id = doc.get("id")
     if not isinstance(doc_id, str) or not doc_id.strip():
         raise BadDocument("field id is missing or not a non-empty string")
     if len(doc_id) > 512:
         raise BadDocument("field id is longer than 512 characters")
+    try:
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        # JSON allows an escaped lone surrogate ("\ud800"); DuckDB cannot store it and the
+        # whole catalog transaction would fail on this one document.
+        raise BadDocument(
+            f"document {safe_event_id(doc_id)}: contains text that is not valid Unicode "
+            "(a lone surrogate escape such as \\ud800)"
+        ) from None
     if doc.get("type") not in DOCUMENT_TYPES:
         raise BadDocument(
             f"document {doc_id}: field type must be one of {', '.join(DOCUMENT_TYPES)}, found {doc.get('type')!r}"
@@ -132,19 +168,23 @@ def check_document(doc: Any) -> dict[str, Any]:
 def _read_catalog_file(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[Rejected]]:
     source = str(path.resolve())
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        with _json_depth():
+            data = json.loads(path.read_bytes().decode("utf-8"))
+    except RecursionError:
+        raise BadDocument(
+            f"{path.name} is not a readable JSON document: nested deeper than {MAX_JSON_DEPTH} levels"
+        ) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadDocument(f"{path.name} is not a readable JSON document: {exc}") from exc
     docs = data if isinstance(data, list) else [data]
     good: list[tuple[int, dict[str, Any]]] = []
     rejected: list[Rejected] = []
     for index, doc in enumerate(docs):
         try:
-            good.append((index, check_document(doc)))
+            with _json_depth():
+                good.append((index, check_document(doc)))
         except BadDocument as exc:
-            doc_id = (
-                doc.get("id") if isinstance(doc, dict) and isinstance(doc.get("id"), str) else None
-            )
+            doc_id = safe_event_id(doc.get("id")) if isinstance(doc, dict) else None
             record = doc if isinstance(doc, dict) else {"value": doc}
             rejected.append(
                 Rejected(source, index, f"catalog document #{index}: {exc}", doc_id, record)
@@ -222,8 +262,9 @@ def ingest_catalog(
             continue
         winners[doc_id] = (source, doc)
 
-    saved = quarantine.save(rejected, file_paths)
-    with transaction(con):
+    with _json_depth():
+        saved = quarantine.save(rejected, file_paths)
+    with _json_depth(), transaction(con):
         for doc_id, (source, doc) in winners.items():
             con.execute(
                 "INSERT OR REPLACE INTO catalog_documents VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -40,6 +40,12 @@ REQUIRED: tuple[str, ...] = ("id", "user_id", "time")
 MIN_TIME = 946_684_800  # 2000-01-01T00:00:00Z
 MAX_TIME = 4_102_444_800  # 2100-01-01T00:00:00Z
 MAX_ID_CHARS = 512
+# Storage ranges of the integer fields: a value outside them would become NULL in the cast,
+# silently (a conversion index) or under a misleading reason (time "null"), so it is rejected.
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "time": (-(2**63), 2**63 - 1),
+    "conversion_behavior_index": (-(2**31), 2**31 - 1),
+}
 
 EVENT_SCHEMA: dict[str, pl.DataType] = {
     **{f: pl.String() for f in STRING_FIELDS},
@@ -56,6 +62,19 @@ _AVRO_NAMESPACE_PREFIX = re.compile(r"^dataexport\.[^.]+\.inner\.")
 
 class UnreadableFile(ValueError):
     """The whole file is rejected (corrupt, wrong format, inconsistent event type)."""
+
+
+def safe_event_id(value: Any) -> str | None:
+    """An event id fit for the quarantine log: a string, valid UTF-8, bounded in length.
+
+    The log is a DuckDB table: a lone surrogate would fail the whole batch's insert, and a
+    10 MB id would be stored once more in full (the quarantined record keeps a clipped copy).
+    """
+    if not isinstance(value, str):
+        return None
+    if len(value) > MAX_ID_CHARS:
+        value = f"{value[:MAX_ID_CHARS]}…[{len(value)} chars]"
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass
@@ -143,6 +162,9 @@ def _read_jsonl(path: Path) -> tuple[pl.DataFrame, list[Rejected]]:
     source = str(path)
     with path.open("rb") as f:
         for index, line in enumerate(f):
+            if index == 0 and line.startswith(b"\xef\xbb\xbf"):
+                # A UTF-8 byte-order mark (editors, Windows tools) is not part of the record.
+                line = line[3:]
             if not line.strip():
                 continue
             try:
@@ -166,8 +188,9 @@ def _read_jsonl(path: Path) -> tuple[pl.DataFrame, list[Rejected]]:
                 continue
             problem = _json_type_problem(obj)
             if problem:
-                event_id = obj.get("id") if isinstance(obj.get("id"), str) else None
-                rejected.append(Rejected(source, index, problem, event_id=event_id, record=obj))
+                rejected.append(
+                    Rejected(source, index, problem, event_id=safe_event_id(obj.get("id")), record=obj)
+                )
                 continue
             obj["record_index"] = index
             rows.append(obj)
@@ -193,17 +216,38 @@ def _json_type_problem(obj: dict[str, Any]) -> str | None:
             continue
         # bool is an int in Python; a JSON true is never a valid `time`.
         if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
-            return f"field {name} is not a {_TYPE_WORD[types[0]]} (found {type(value).__name__})"
+            return f"field {name} is not a {_TYPE_WORD[types[0]]} (found {_json_word(value)})"
+        if name in INT_RANGES and not INT_RANGES[name][0] <= value <= INT_RANGES[name][1]:
+            return f"field {name} is out of range ({value_range_word(name)} expected)"
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                # JSON allows an escaped lone surrogate ("\ud800"); no store can hold it.
+                return f"field {name} is not valid Unicode (a lone surrogate escape)"
     return None
+
+
+def value_range_word(name: str) -> str:
+    low, high = INT_RANGES[name]
+    return "UNIX seconds" if name == "time" else f"an integer between {low} and {high}"
+
+
+def _json_word(value: Any) -> str:
+    """JSON's own names for a value's type, as the writer of the file knows them."""
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
+            dict: "object"}.get(type(value), type(value).__name__)  # fmt: skip
 
 
 _TYPE_WORD = {str: "string", int: "integer", bool: "boolean"}
 
 
-def _column_type_reasons(raw: pl.DataFrame) -> list[pl.Expr]:
+def _column_type_reasons(raw: pl.DataFrame) -> tuple[list[pl.Expr], set[str]]:
     """A wrong column type (an Avro or Parquet schema that disagrees with Currents) rejects
-    every record that has a value in that column, naming the field."""
+    every record that has a value in that column, naming the field; returns the reasons and
+    the names of the wrong columns (never cast: a list or a string cannot become a boolean)."""
     reasons: list[pl.Expr] = []
+    wrong: set[str] = set()
     for name, target in EVENT_SCHEMA.items():
         if name in ("record_index", "event_type") or name not in raw.columns:
             continue
@@ -217,6 +261,7 @@ def _column_type_reasons(raw: pl.DataFrame) -> list[pl.Expr]:
         else:
             ok = dtype.is_integer()
         if not ok:
+            wrong.add(name)
             word = (
                 "string"
                 if isinstance(target, pl.String)
@@ -229,7 +274,7 @@ def _column_type_reasons(raw: pl.DataFrame) -> list[pl.Expr]:
                     pl.lit(f"field {name} is not a {word} (found {dtype})")
                 )
             )
-    return reasons
+    return reasons, wrong
 
 
 def _validate(
@@ -249,20 +294,47 @@ def _validate(
         raw = raw.with_columns(pl.lit(path_type, pl.String()).alias("event_type"))
     elif path_type is not None and raw.schema["event_type"] == pl.String:
         raw = raw.with_columns(pl.col("event_type").fill_null(path_type))
+        # A record that names another type than its folder: one of the two is wrong, and
+        # storing it would put the event under a meaning nobody can vouch for.
+        checks_path = (
+            pl.when(pl.col("event_type") != path_type).then(
+                pl.lit("event_type ")
+                + pl.col("event_type")
+                + pl.lit(f" disagrees with the path's event_type={path_type}")
+            )
+        )
+    else:
+        checks_path = None
     # Reasons in priority order; the first that applies is the one recorded.
     checks: list[pl.Expr] = []
     for name in REQUIRED:
         if name not in raw.columns:
             checks.append(pl.lit(f"required field {name} is missing"))
-    type_reasons = _column_type_reasons(raw)
+    type_reasons, wrong = _column_type_reasons(raw)
     raw_reason = raw.select(pl.coalesce(type_reasons).alias("r"))["r"] if type_reasons else None
-    present = set(raw.columns)
+    present = set(raw.columns) - wrong
     typed = raw.select(
         [
             (pl.col(n).cast(t, strict=False) if n in present else pl.lit(None, t)).alias(n)
             for n, t in EVENT_SCHEMA.items()
         ]
     )
+    # An integer the storage type cannot hold becomes NULL in the cast: say so instead.
+    range_reasons = [
+        pl.when(pl.col(f"_range_{n}")).then(
+            pl.lit(f"field {n} is out of range ({value_range_word(n)} expected)")
+        )
+        for n in INT_RANGES
+        if n in present
+    ]
+    typed = typed.with_columns(
+        (raw[n].is_not_null() & typed[n].is_null()).alias(f"_range_{n}")
+        for n in INT_RANGES
+        if n in present
+    )
+    if checks_path is not None:
+        checks.insert(0, checks_path)
+    checks[0:0] = range_reasons
     if raw_reason is not None:
         typed = typed.with_columns(raw_reason.alias("_type_reason"))
         checks.insert(0, pl.col("_type_reason"))
@@ -291,16 +363,17 @@ def _validate(
             pl.lit("unknown event type ") + pl.col("event_type").fill_null("(none)")
         )
     )
-    flagged = typed.with_columns(pl.coalesce(checks).alias("_reason"))
-    if raw_reason is not None:
-        flagged = flagged.drop("_type_reason")
+    flagged = typed.with_columns(pl.coalesce(checks).alias("_reason")).drop(
+        [c for c in typed.columns if c.startswith("_range_") or c == "_type_reason"]
+    )
     bad = flagged.filter(pl.col("_reason").is_not_null())
     if bad.height:
         raw_bad = raw.join(bad.select("record_index", "_reason"), on="record_index", how="inner")
         for rec in raw_bad.iter_rows(named=True):
             reason_text = rec.pop("_reason")
             idx = rec.pop("record_index")
-            event_id = rec.get("id") if isinstance(rec.get("id"), str) else None
-            rejected.append(Rejected(source, int(idx), reason_text, event_id=event_id, record=rec))
+            rejected.append(
+                Rejected(source, int(idx), reason_text, event_id=safe_event_id(rec.get("id")), record=rec)
+            )
     good = flagged.filter(pl.col("_reason").is_null()).drop("_reason")
     return ReadResult(source=source, events=good, rejected=rejected, records=n_records)

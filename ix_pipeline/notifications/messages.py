@@ -8,6 +8,7 @@ from datetime import datetime
 from ix_pipeline.lifecycle.policy import Decision
 from ix_pipeline.lifecycle.restore import RestoreRequest, RestoreResult
 from ix_pipeline.notifications.mail import Mail
+from ix_pipeline.store.lifecycle_io import DeadReference
 
 
 def _asked(request: RestoreRequest) -> str:
@@ -85,3 +86,10 @@ def expiring_soon(to: str, decisions: Sequence[Decision], as_of: datetime, days:
     return Mail(
         to, f"[ix_pipeline] {len(decisions)} items expire within {days} days", "\n".join(lines)
     )
+
+
+def dead_references(to: str, dead: Sequence[DeadReference]) -> Mail:
+    lines = ["These audience filters reference items whose data can never be read. They are",
+             "errors, not empty audiences: fix the filters.", ""]  # fmt: skip
+    lines += [f"  {d.consumer_id}{'' if d.consumer_active else ' (inactive)'}, filter {d.filter}: {d.error}" for d in dead]
+    return Mail(to, f"[ix_pipeline] {len(dead)} filter references can never be evaluated", "\n".join(lines))

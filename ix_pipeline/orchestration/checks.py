@@ -1,9 +1,15 @@
 """Asset checks guarding the data; blocking where a failure means data is at risk."""
 
+from datetime import UTC, datetime
+
 import dagster as dg
 
+from ix_pipeline.lifecycle.expiry import plan_expiry
+from ix_pipeline.lifecycle.needs import restores_needed
 from ix_pipeline.orchestration.resources import ArchiveResource, HotStoreResource
+from ix_pipeline.orchestration.sensors import CatalogSensorConfig
 from ix_pipeline.store import invariants
+from ix_pipeline.store.lifecycle_io import dead_references, load_item_facts
 
 ARCHIVE_KEY = dg.AssetKey(["archive", "campaign_interactions"])
 
@@ -46,4 +52,40 @@ def expired_items_invisible(hot: HotStoreResource) -> dg.AssetCheckResult:
     )
 
 
-CHECKS = [no_event_lost, no_duplicate_ids, expired_items_invisible]
+@dg.asset_check(asset="filter_references", blocking=True, pool="hot_db",
+                description="No active consumer references expired data by ID (it would retarget nobody).")  # fmt: skip
+def active_consumers_have_their_data(
+    hot: HotStoreResource, catalog_policy: CatalogSensorConfig
+) -> dg.AssetCheckResult:
+    with hot.connection(read_only=True) as con:
+        needs = restores_needed(plan_expiry(con, datetime.now(UTC)).decisions, load_item_facts(con))
+    listing = [n.reason for n in needs]
+    # With automatic restore on, the catalog sensor is already bringing the data back.
+    return dg.AssetCheckResult(
+        passed=not needs or catalog_policy.auto_restore,
+        description=("can't resume: uses filters with expired data: " + "; ".join(listing)) if needs else None,
+        metadata={"expired_items_needed": len(needs), "auto_restore": catalog_policy.auto_restore,
+                  "needed": dg.MetadataValue.json(listing[:100])},
+    )  # fmt: skip
+
+
+@dg.asset_check(asset="audience_consumers", blocking=True, pool="hot_db",
+                description="No filter references an unknown item or one deleted under the pre-2024 policy.")  # fmt: skip
+def no_dead_references(hot: HotStoreResource) -> dg.AssetCheckResult:
+    with hot.connection(read_only=True) as con:
+        dead = dead_references(con)
+    listing = [f"{d.consumer_id}, filter {d.filter}: {d.error}" for d in dead]
+    return dg.AssetCheckResult(
+        passed=not dead,
+        description="; ".join(listing[:20]) or None,
+        metadata={"dead_references": len(dead), "references": dg.MetadataValue.json(listing[:100])},
+    )
+
+
+CHECKS = [
+    no_event_lost,
+    no_duplicate_ids,
+    expired_items_invisible,
+    active_consumers_have_their_data,
+    no_dead_references,
+]

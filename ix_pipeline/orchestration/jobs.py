@@ -66,3 +66,10 @@ def expiring_soon_schedule(days: int) -> dg.ScheduleDefinition:
         )
 
     return _schedule
+
+
+catalog_refresh_job = dg.define_asset_job(
+    "catalog_refresh",
+    selection=dg.AssetSelection.assets(ingest_catalog_documents, expiry_eligibility),
+    description="Load changed catalog documents, then recompute filter references and expiry eligibility.",
+)

@@ -45,6 +45,9 @@ def restore_items(
         with hot.connection() as con:
             plan = plan_restore(con, request)
             result = run_restore(con, archive.archive(), plan, as_of, context.run.run_id)
+        if context.run.tags.get("ix/reason"):
+            # Launched by the catalog sensor: say why in the notice.
+            result.notes.insert(0, f"Restored automatically: {context.run.tags['ix/reason']}")
     except Exception as exc:
         error = (
             str(exc)

@@ -1,28 +1,120 @@
-"""Sensors: new files in the landing folder start an ingest run."""
+"""Sensors: new Currents files start an ingest; catalog changes refresh references and
+eligibility, restore expired data that an active consumer needs, and report dead references.
+
+Both are cursor-based and idempotent (run keys), and never fail a tick because a run holds
+the hot store: they skip it with a message and look again at the next tick.
+"""
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 
 from ix_pipeline.ingest.catalog import discover_catalog
 from ix_pipeline.ingest.currents import discover
-from ix_pipeline.orchestration.jobs import ingest_job
-from ix_pipeline.orchestration.resources import LandingResource
+from ix_pipeline.lifecycle.expiry import plan_expiry
+from ix_pipeline.lifecycle.needs import restores_needed
+from ix_pipeline.notifications import messages
+from ix_pipeline.orchestration.jobs import catalog_refresh_job, ingest_job
+from ix_pipeline.orchestration.resources import HotStoreResource, LandingResource, MailResource
+from ix_pipeline.orchestration.restore_job import restore_interaction_data
+from ix_pipeline.store.hot import HotStoreBusy
+from ix_pipeline.store.lifecycle_io import dead_references, load_item_facts
+
+
+def _files_fingerprint(files: list[Path]) -> str:
+    """Changes when a file is added, removed or rewritten; no hot-store access needed."""
+    if not files:
+        return "none"
+    stats = sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
 
 
 @dg.sensor(
     job=ingest_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING
 )
 def landing_files_sensor(context: dg.SensorEvaluationContext, landing: LandingResource):
-    """Watches `<data>/landing/` without opening the hot store (a run may be writing to it):
-    the cursor is the newest modification time and the file count seen so far."""
-    roots = [landing.catalog, landing.currents]
-    files = [p for p in discover_catalog([landing.catalog])] + [
-        p for p in discover([landing.currents])
-    ]
+    """Watches `<data>/landing/currents/` for new Currents files."""
+    files = list(discover([landing.currents]))
     if not files:
-        return dg.SkipReason(f"no files under {', '.join(str(r) for r in roots)}")
-    newest = max(p.stat().st_mtime_ns for p in files)
-    cursor = f"{newest}:{len(files)}"
+        return dg.SkipReason(f"no Currents files under {landing.currents}")
+    cursor = _files_fingerprint(files)
     if cursor == context.cursor:
-        return dg.SkipReason("no new files in the landing folder")
+        return dg.SkipReason("no new Currents files")
     context.update_cursor(cursor)
     return dg.RunRequest(run_key=f"landing-{cursor}", tags={"ix/trigger": "landing_files_sensor"})
+
+
+class CatalogSensorConfig(dg.ConfigurableResource):
+    """Sensor behaviour from settings: IX_AUTO_RESTORE turns automatic restores off."""
+
+    auto_restore: bool = True
+
+
+@dg.sensor(
+    jobs=[catalog_refresh_job, restore_interaction_data],
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def catalog_sensor(
+    context: dg.SensorEvaluationContext,
+    landing: LandingResource,
+    hot: HotStoreResource,
+    mail: MailResource,
+    catalog_policy: CatalogSensorConfig,
+):
+    """Catalog changes → refresh; expired data an active consumer needs → restore; dead
+    references → a notice (and the blocking checks on `audience_consumers` fail)."""
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    requests: list[dg.RunRequest] = []
+    files = _files_fingerprint(list(discover_catalog([landing.catalog])))
+    if files != cursor.get("files"):
+        requests.append(dg.RunRequest(run_key=f"catalog-{files}", job_name=catalog_refresh_job.name,
+                                      tags={"ix/trigger": "catalog_sensor"}))  # fmt: skip
+        cursor["files"] = files
+    try:
+        with hot.connection(read_only=True, wait_seconds=0) as con:
+            facts = load_item_facts(con)
+            needs = restores_needed(plan_expiry(con, datetime.now(UTC)).decisions, facts)
+            dead = dead_references(con)
+    except HotStoreBusy:
+        context.update_cursor(json.dumps(cursor))
+        if requests:
+            return requests
+        return dg.SkipReason("the hot store is busy with a run; looking again at the next tick")
+    if needs and catalog_policy.auto_restore:
+        expired_at = {f.item_id: str(f.expired_at) for f in facts}
+        # Keyed by item and expiry time: a need seen again while its restore is pending maps to
+        # the same key, but the same item expiring again later is a new need.
+        key = hashlib.sha256(
+            json.dumps([(n.item_id, expired_at[n.item_id]) for n in needs]).encode()
+        ).hexdigest()[:16]
+        if key != cursor.get("restore"):
+            config = {
+                "campaign_ids": [n.item_id for n in needs if n.item_type == "campaign"],
+                "canvas_ids": [n.item_id for n in needs if n.item_type == "canvas"],
+            }
+            reason = "; ".join(n.reason for n in needs)
+            requests.append(dg.RunRequest(
+                run_key=f"auto-restore-{key}", job_name=restore_interaction_data.name,
+                run_config={"ops": {"restore_items": {"config": config}}},
+                tags={"ix/trigger": "catalog_sensor", "ix/reason": reason[:1000]},
+            ))  # fmt: skip
+            cursor["restore"] = key
+    dead_key = hashlib.sha256(
+        json.dumps([(d.consumer_id, d.item_id) for d in dead]).encode()
+    ).hexdigest()[:16]
+    if dead and dead_key != cursor.get("dead"):
+        mail.send(messages.dead_references(mail.default_to, dead))
+        context.log.warning(f"{len(dead)} filter references can never be evaluated; notice sent")
+    cursor["dead"] = dead_key
+    context.update_cursor(json.dumps(cursor))
+    if requests:
+        return requests
+    if needs and not catalog_policy.auto_restore:
+        return dg.SkipReason(
+            f"automatic restore is off; {len(needs)} expired items are needed (see the asset checks)"
+        )
+    return dg.SkipReason("catalog unchanged; no expired data needed by an active consumer")

@@ -286,3 +286,26 @@ def archived_row_counts(
         )
     finally:
         con.unregister("_archived")
+
+
+@dataclass(frozen=True)
+class DeadReference:
+    consumer_id: str
+    consumer_active: bool
+    filter: str
+    item_id: str | None
+    error: str
+
+
+def dead_references(con: duckdb.DuckDBPyConnection) -> list[DeadReference]:
+    """References that can never be evaluated: unknown ids and legacy-deleted items (rule 9)."""
+    rows = con.execute(
+        """SELECT r.consumer_id, r.consumer_active, r.filter, r.item_id,
+                  coalesce(r.error, CASE WHEN c.id IS NULL THEN 'unknown item ' || r.item_id
+                                         ELSE r.item_id || ': interaction data deleted under the pre-2024 retention policy' END)
+           FROM filter_references r LEFT JOIN catalog_items c ON c.id = r.item_id
+           WHERE r.item_id IS NOT NULL
+             AND (c.id IS NULL OR c.interaction_data_deleted_at IS NOT NULL)
+           ORDER BY r.consumer_id, r.path"""
+    ).fetchall()
+    return [DeadReference(*row) for row in rows]
