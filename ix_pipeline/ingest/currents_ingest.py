@@ -66,7 +66,7 @@ def ingest_currents(
     quarantine_root: Path,
     run_id: str,
     *,
-    batch_rows: int = 1_000_000,
+    batch_rows: int = 300_000,
     progress: Progress | None = None,
 ) -> IngestReport:
     report = IngestReport()

@@ -11,7 +11,6 @@ Every step may be re-run after a crash at any point and converges: an item left 
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,21 +20,23 @@ import duckdb
 from ix_pipeline.faults import fault_point
 from ix_pipeline.lifecycle.policy import Decision, decide_all
 from ix_pipeline.store.archive import Archive
-from ix_pipeline.store.hot import transaction
+from ix_pipeline.store.hot import scalar, transaction
 from ix_pipeline.store.lifecycle_io import (
     Transition,
     archive_hot_rows,
     compare_and_set,
     delete_hot_rows,
     hot_ids_missing_from_archive,
+    hot_row_counts,
     load_id_references,
     load_item_facts,
     row_counts,
     write_audit,
 )
-from ix_pipeline.store.schema import ITEM_TYPES, ItemType
+from ix_pipeline.store.schema import ITEM_TYPES, ItemType, interaction_table
 
 CHUNK_ITEMS = 500
+CHUNK_ROWS = 2_000_000
 
 
 class ExpiryVerificationFailed(RuntimeError):
@@ -85,15 +86,26 @@ def plan_expiry(con: duckdb.DuckDBPyConnection, as_of: datetime) -> ExpiryPlan:
     return ExpiryPlan(as_of=as_of, decisions=decisions, hot_rows=hot_rows)
 
 
-def _chunks(decisions: Sequence[Decision]) -> list[tuple[ItemType, list[Decision]]]:
-    by_type: dict[str, list[Decision]] = defaultdict(list)
-    for d in decisions:
-        by_type[d.item_type].append(d)
-    return [
-        (item_type, group[i : i + CHUNK_ITEMS])  # type: ignore[misc]
-        for item_type, group in sorted(by_type.items())
-        for i in range(0, len(group), CHUNK_ITEMS)
-    ]
+def _chunks(
+    decisions: Sequence[Decision], hot_rows: dict[str, int]
+) -> list[tuple[ItemType, list[Decision]]]:
+    """Per item type, chunks of at most CHUNK_ITEMS items and about CHUNK_ROWS rows: one Delta
+    commit and one DuckDB transaction each, with memory bounded whatever the night's size."""
+    chunks: list[tuple[ItemType, list[Decision]]] = []
+    for item_type in ITEM_TYPES:
+        current: list[Decision] = []
+        rows = 0
+        for d in (d for d in decisions if d.item_type == item_type):
+            if current and (
+                len(current) >= CHUNK_ITEMS or rows + hot_rows.get(d.item_id, 0) > CHUNK_ROWS
+            ):
+                chunks.append((item_type, current))
+                current, rows = [], 0
+            current.append(d)
+            rows += hot_rows.get(d.item_id, 0)
+        if current:
+            chunks.append((item_type, current))
+    return chunks
 
 
 def run_expiry(
@@ -124,17 +136,19 @@ def run_expiry(
         )  # fmt: skip
     result.rolled_back = [t.item_id for t in back]
 
-    steps = [(False, t, c) for t, c in _chunks(plan.eligible)] + [
-        (True, t, c) for t, c in _chunks(plan.late)
-    ]
+    steps = [(False, t, c) for t, c in _chunks(plan.eligible, plan.hot_rows)]
+    steps += [(True, t, c) for t, c in _chunks(plan.late, plan.hot_rows)]
     for done, (late, item_type, chunk) in enumerate(steps, start=1):
         if late:
             _archive_late_rows(con, archive, item_type, chunk, as_of, run_id, actor, result)
         else:
-            _expire_chunk(con, archive, item_type, chunk, as_of, run_id, actor, result)
+            _expire_chunk(
+                con, archive, item_type, chunk, plan.hot_rows, as_of, run_id, actor, result
+            )
         if progress:
             progress(done, len(steps))
-    result.rows_still_hot = sum(sum(row_counts(con, t).values()) for t in ITEM_TYPES)
+    tables = [interaction_table(t) for t in ITEM_TYPES]
+    result.rows_still_hot = sum(scalar(con, f"SELECT count(*) FROM {t}") for t in tables)  # noqa: S608
     return result
 
 
@@ -143,6 +157,7 @@ def _expire_chunk(
     archive: Archive,
     item_type: ItemType,
     chunk: list[Decision],
+    plan_rows: dict[str, int],
     as_of: datetime,
     run_id: str,
     actor: str,
@@ -166,18 +181,19 @@ def _expire_chunk(
             + ", ".join(f"{i} ({n} rows)" for i, n in sorted(missing.items()))
             + "; nothing was deleted and the items stay 'expiring' until the next run"
         )
+    # This process holds the hot store's only write lock: no row arrives between the plan's
+    # counts and the delete, so the plan's per-item counts are the rows deleted.
+    rows = {i: plan_rows.get(i, 0) for i in ids}
     with transaction(con):
         deleted = delete_hot_rows(con, item_type, ids)
-        for item_id in ids:
-            compare_and_set(
-                con, [item_id], ["expiring"], "expired",
-                as_of=as_of, run_id=run_id, actor=actor, reason=reasons[item_id],
-                rows={item_id: deleted.get(item_id, 0)}, set_expired=True,
-            )  # fmt: skip
+        compare_and_set(
+            con, ids, ["expiring"], "expired", as_of=as_of, run_id=run_id, actor=actor,
+            reason={i: reasons[i] for i in ids}, rows=rows, set_expired=True,
+        )  # fmt: skip
     fault_point("expiry.after_hot_delete")
     result.expired.extend(ids)
-    result.rows_deleted += sum(deleted.values())
-    result.rows_per_item.update({i: deleted.get(i, 0) for i in ids})
+    result.rows_deleted += deleted
+    result.rows_per_item.update(rows)
 
 
 def _archive_late_rows(
@@ -206,11 +222,12 @@ def _archive_late_rows(
                 [ids],
             ).fetchall()
         ]
+        counts = hot_row_counts(con, item_type, still_expired)
         deleted = delete_hot_rows(con, item_type, still_expired)
         write_audit(
             con,
             [Transition(i, item_type, "expired", "expired", n, "late events moved to the archive")
-             for i, n in deleted.items()],
+             for i, n in counts.items()],
             as_of=as_of, run_id=run_id, actor=actor,
         )  # fmt: skip
-    result.rows_deleted += sum(deleted.values())
+    result.rows_deleted += deleted

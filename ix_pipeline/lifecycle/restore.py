@@ -21,6 +21,7 @@ from ix_pipeline.store.lifecycle_io import (
     archived_ids_missing_from_hot,
     compare_and_set,
     copy_archived_rows_to_hot,
+    hot_row_counts,
 )
 from ix_pipeline.store.schema import ItemType
 
@@ -157,7 +158,8 @@ def _restore_chunk(
     owned_ids = [t.item_id for t in owned]
     if not owned_ids:
         return
-    copied = copy_archived_rows_to_hot(con, archive, item_type, owned_ids)
+    before = hot_row_counts(con, item_type, owned_ids)
+    copy_archived_rows_to_hot(con, archive, item_type, owned_ids)
     missing = archived_ids_missing_from_hot(con, archive, item_type, owned_ids)
     if missing:
         raise RestoreVerificationFailed(
@@ -165,13 +167,15 @@ def _restore_chunk(
             + ", ".join(f"{i} ({n} rows)" for i, n in sorted(missing.items()))
             + "; the items stay 'restoring' and the next restore resumes them"
         )
+    after = hot_row_counts(con, item_type, owned_ids)
+    # Counted per item from the hot store so that a copy resumed after a crash (whose first
+    # part committed in the crashed run) reports every row that came back.
+    copied = {i: after.get(i, 0) - before.get(i, 0) for i in owned_ids}
     with transaction(con):
-        for item_id in owned_ids:
-            compare_and_set(
-                con, [item_id], ["restoring"], "hot",
-                as_of=as_of, run_id=run_id, actor=actor, reason="restored from the archive",
-                rows={item_id: copied.get(item_id, 0)}, set_restored=True,
-            )  # fmt: skip
+        compare_and_set(
+            con, owned_ids, ["restoring"], "hot", as_of=as_of, run_id=run_id, actor=actor,
+            reason="restored from the archive", rows=copied, set_restored=True,
+        )  # fmt: skip
     result.restored.extend(owned_ids)
-    result.rows_per_item.update({i: copied.get(i, 0) for i in owned_ids})
-    result.rows_restored += sum(copied.get(i, 0) for i in owned_ids)
+    result.rows_per_item.update(copied)
+    result.rows_restored += sum(copied.values())

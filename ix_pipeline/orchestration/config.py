@@ -45,15 +45,20 @@ class ExpiryConfig(AsOfConfig):
 
 class RestoreConfig(dg.Config):
     campaign_ids: list[str] = Field(
-        default_factory=list, description="Campaign API ids to restore, e.g. cmp_000123."
+        default_factory=list,
+        description="Campaign API ids to restore, e.g. [cmp_000123]; `ix status` lists every item "
+        "and its state. An unknown id refuses the whole request; an id that is already hot is "
+        "reported, not copied again.",
     )
     canvas_ids: list[str] = Field(
-        default_factory=list, description="Canvas API ids to restore, e.g. cnv_000045."
+        default_factory=list,
+        description="Canvas API ids to restore, e.g. [cnv_000045]. Same rules as campaign_ids.",
     )
     tags: list[str] = Field(
         default_factory=list,
         description="Restore every expired campaign and Canvas carrying one of these tags "
-        "(exact match). Combined with the ids as a union.",
+        '(exact match), e.g. ["black friday"]. Combined with the ids as a union; give at least '
+        "one campaign id, Canvas id or tag.",
     )
     requested_by: str = Field(
         default="",

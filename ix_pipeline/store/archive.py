@@ -48,7 +48,9 @@ class Archive:
     """Where the archive lives: a local folder or any URI deltalake supports (s3://, az://, gs://)."""
 
     uri: str
-    storage_options: dict[str, str] = field(default_factory=dict)
+    # Credentials (AWS_SECRET_ACCESS_KEY, …) live here: never part of repr, so an Archive in
+    # a log line, an error or a debugger never shows them.
+    storage_options: dict[str, str] = field(default_factory=dict, repr=False)
 
     def table_uri(self, item_type: ItemType) -> str:
         return f"{self.uri.rstrip('/')}/{interaction_table(item_type)}"

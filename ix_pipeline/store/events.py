@@ -117,14 +117,14 @@ def store_events(
                 ).fetchall()[0][0]
             _update_user_summaries(con)
             _update_item_analytics(con)
-            for f in files:
-                stored_from_file = 0 if f.status != "ingested" else None
-                con.execute(
-                    """INSERT OR REPLACE INTO ingested_files VALUES (?, ?, ?, ?, ?, ?,
-                       coalesce(?, (SELECT count(*) FROM _new WHERE source = ?)), NULL, ?, ?, ?)""",
-                    [f.path, f.size, f.mtime_ns, f.kind, f.status, f.records,
-                     stored_from_file, f.path, f.quarantined, now, run_id],
-                )  # fmt: skip
+            stored_per_file = dict(
+                con.execute("SELECT source, count(*) FROM _new GROUP BY source").fetchall()
+            )
+            con.executemany(
+                "INSERT OR REPLACE INTO ingested_files VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
+                [(f.path, f.size, f.mtime_ns, f.kind, f.status, f.records, stored_per_file.get(f.path, 0),
+                  f.quarantined, now, run_id) for f in files],
+            )  # fmt: skip
             for q in quarantined:
                 con.execute(
                     "INSERT INTO quarantine_log VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -183,47 +183,68 @@ def _update_user_summaries(con: duckdb.DuckDBPyConnection) -> None:
     select = ", ".join(f"{expr} AS {name}" for name, expr in aggregates.items())
     merges = []
     for name in aggregates:
+        old, new = f"user_summaries.{name}", f"a.{name}"
         if name == "external_user_id":
-            merges.append(f"{name} = coalesce(excluded.{name}, user_summaries.{name})")
+            merges.append(f"{name} = coalesce({new}, {old})")
         elif name == "news_feed_views":
-            merges.append(f"{name} = coalesce(user_summaries.{name}, 0) + excluded.{name}")
+            merges.append(f"{name} = coalesce({old}, 0) + {new}")
         elif name in ("feature_flags", "clicked_aliases", "items_received"):
             merges.append(
-                f"{name} = list_distinct(list_concat(coalesce(user_summaries.{name}, []), "
-                f"coalesce(excluded.{name}, [])))"
+                f"{name} = list_distinct(list_concat(coalesce({old}, []), coalesce({new}, [])))"
             )
         elif name == "last_inbound_keyword_category":
             merges.append(
-                f"{name} = CASE WHEN excluded.last_inbound_keyword_at >= "
-                "coalesce(user_summaries.last_inbound_keyword_at, excluded.last_inbound_keyword_at)"
-                f" THEN excluded.{name} ELSE user_summaries.{name} END"
+                f"{name} = CASE WHEN a.last_inbound_keyword_at >= coalesce("
+                f"user_summaries.last_inbound_keyword_at, a.last_inbound_keyword_at) "
+                f"THEN {new} ELSE {old} END"
             )
         else:
-            merges.append(f"{name} = greatest(user_summaries.{name}, excluded.{name})")
+            merges.append(f"{name} = greatest({old}, {new})")
     names = ", ".join(aggregates)
+    # Aggregate once, then update the users seen before and append the new ones: an
+    # `INSERT … ON CONFLICT DO UPDATE` goes row by row and was most of an ingest's time.
     con.execute(
-        f"""INSERT INTO user_summaries (user_id, {names})
-            SELECT user_id, {select} FROM _new GROUP BY user_id
-            ON CONFLICT (user_id) DO UPDATE SET {", ".join(merges)}"""  # noqa: S608
+        f"CREATE OR REPLACE TEMP TABLE _agg AS SELECT user_id, {select} FROM _new GROUP BY user_id"  # noqa: S608
     )
+    _merge(con, "user_summaries", ["user_id"], ", ".join(merges), f"user_id, {names}")
     con.execute(
-        """INSERT INTO user_inbound_keywords
-           SELECT user_id, action, max(to_timestamp(time)) FROM _new
+        """CREATE OR REPLACE TEMP TABLE _agg AS
+           SELECT user_id, action AS category, max(to_timestamp(time)) AS last_at FROM _new
            WHERE event_type = 'users.messages.sms.InboundReceive' AND action IS NOT NULL
-           GROUP BY ALL
-           ON CONFLICT (user_id, category) DO UPDATE
-           SET last_at = greatest(user_inbound_keywords.last_at, excluded.last_at)"""
+           GROUP BY ALL"""
     )
+    _merge(
+        con, "user_inbound_keywords", ["user_id", "category"],
+        "last_at = greatest(user_inbound_keywords.last_at, a.last_at)", "user_id, category, last_at",
+    )  # fmt: skip
+
+
+def _merge(
+    con: duckdb.DuckDBPyConnection, table: str, keys: list[str], set_sql: str, columns: str
+) -> None:
+    """Upsert the temp table `_agg` into `table` on `keys`, set-wise: UPDATE … FROM for the
+    keys seen before, then INSERT the rest."""
+    match = " AND ".join(f"{table}.{k} = a.{k}" for k in keys)
+    con.execute(f"UPDATE {table} SET {set_sql} FROM _agg a WHERE {match}")  # noqa: S608
+    exists = " AND ".join(f"t.{k} = a.{k}" for k in keys)
+    con.execute(
+        f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _agg a "  # noqa: S608
+        f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {exists})"
+    )
+    con.execute("DROP TABLE _agg")
 
 
 def _update_item_analytics(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
-        """INSERT INTO item_analytics
+        """CREATE OR REPLACE TEMP TABLE _agg AS
            SELECT item_type, item_id,
                   coalesce(canvas_variation_id, message_variation_id, '') AS variant_id,
                   coalesce(canvas_step_id, '') AS step_id, kind, event_type,
                   CAST(to_timestamp(time) AS DATE) AS day, count(*) AS events
-           FROM _new WHERE item_id IS NOT NULL GROUP BY ALL
-           ON CONFLICT (item_type, item_id, variant_id, step_id, event_type, day)
-           DO UPDATE SET events = item_analytics.events + excluded.events"""
+           FROM _new WHERE item_id IS NOT NULL GROUP BY ALL"""
     )
+    _merge(
+        con, "item_analytics", ["item_type", "item_id", "variant_id", "step_id", "event_type", "day"],
+        "events = item_analytics.events + a.events",
+        "item_type, item_id, variant_id, step_id, kind, event_type, day, events",
+    )  # fmt: skip

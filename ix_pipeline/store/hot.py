@@ -8,6 +8,7 @@ readers), sensors do not wait and skip their tick instead.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,8 @@ from typing import Any
 import duckdb
 
 from ix_pipeline.store.schema import DDL
+
+DEFAULT_MEMORY_LIMIT = "1GB"
 
 
 class HotStoreBusy(RuntimeError):
@@ -55,6 +58,10 @@ def open_hot(
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
     con.execute("SET TimeZone = 'UTC'")
+    # Bounded memory: DuckDB spills to <db>.tmp beyond this instead of growing with the data.
+    con.execute(
+        "SET memory_limit = ?", [os.environ.get("IX_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT]
+    )
     if not read_only:
         _init(con)
     return con

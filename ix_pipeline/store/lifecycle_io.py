@@ -7,7 +7,9 @@ writes a `lifecycle_audit` row in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -70,7 +72,7 @@ def compare_and_set(
     as_of: datetime,
     run_id: str,
     actor: str,
-    reason: str,
+    reason: str | Mapping[str, str],
     rows: dict[str, int] | None = None,
     set_restored: bool = False,
     set_expired: bool = False,
@@ -97,7 +99,14 @@ def compare_and_set(
          "set_restored": set_restored, "set_expired": set_expired},
     )  # fmt: skip
     transitions = [
-        Transition(item_id, item_type, state, to_state, (rows or {}).get(item_id, 0), reason)
+        Transition(
+            item_id,
+            item_type,
+            state,
+            to_state,
+            (rows or {}).get(item_id, 0),
+            reason if isinstance(reason, str) else reason[item_id],
+        )
         for item_id, item_type, state in owned
     ]
     write_audit(con, transitions, as_of=as_of, run_id=run_id, actor=actor)
@@ -132,8 +141,28 @@ def write_audit(
         con.executemany("INSERT INTO lifecycle_audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
-def _register_items(con: duckdb.DuckDBPyConnection, item_ids: Sequence[str]) -> None:
+@contextmanager
+def _scope(
+    con: duckdb.DuckDBPyConnection, archive: Archive, item_type: ItemType, item_ids: Sequence[str]
+) -> Iterator[str]:
+    """Registers `_items` (the ids) and `_archived` (their archive partitions only) for one
+    statement group; yields the item type's hot table name."""
     con.register("_items", pa.table({"item_id": pa.array(list(item_ids), pa.string())}))
+    con.register("_archived", archive.dataset(item_type, item_ids))
+    try:
+        yield interaction_table(item_type)
+    finally:
+        con.unregister("_archived")
+        con.unregister("_items")
+
+
+# The items' hot rows whose id the archive lacks; shared by the copy and its verification.
+_HOT_NOT_ARCHIVED = """FROM {table} h SEMI JOIN _items USING (item_id)
+    ANTI JOIN (SELECT id FROM _archived WHERE item_id IN (SELECT item_id FROM _items)) a ON a.id = h.id"""
+# The items' archived rows whose id is not hot; shared by the restore copy and its check.
+_ARCHIVED_NOT_HOT = """FROM _archived a
+    WHERE a.item_id IN (SELECT item_id FROM _items)
+      AND NOT EXISTS (SELECT 1 FROM {table} h WHERE h.item_id IN (SELECT item_id FROM _items) AND h.id = a.id)"""
 
 
 def archive_hot_rows(
@@ -143,137 +172,97 @@ def archive_hot_rows(
     item_ids: Sequence[str],
     *,
     run_id: str,
-    batch_rows: int = 200_000,
+    batch_rows: int = 100_000,
 ) -> int:
     """Expiry step 1: append the items' hot rows the archive lacks; returns rows written.
 
-    Rows stream from DuckDB to Delta in Arrow batches; the anti-join against the items'
-    archive partitions makes the step safe to repeat after a crash.
+    Rows stream from DuckDB to Delta in Arrow batches (memory stays bounded whatever the
+    size), as one commit; the anti-join against the items' archive partitions makes the
+    step safe to repeat after a crash.
     """
-    table = interaction_table(item_type)
-    _register_items(con, item_ids)
-    con.register("_archived", archive.dataset(item_type, item_ids))
-    try:
-        cols = ", ".join(f"h.{c}" for c in INTERACTION_COLUMN_NAMES)
-        count_sql = f"""SELECT count(*) FROM {table} h SEMI JOIN _items USING (item_id)
-                        ANTI JOIN (SELECT id FROM _archived WHERE item_id IN (SELECT item_id FROM _items)) a
-                        ON a.id = h.id"""  # noqa: S608
-        missing = con.execute(count_sql).fetchall()[0][0]
-        if missing == 0:
-            return 0
+    cols = ", ".join(f"h.{c}" for c in INTERACTION_COLUMN_NAMES)
+    with _scope(con, archive, item_type, item_ids) as table:
         rel = con.sql(
             f"""SELECT {cols}, {ITEM_KEY_SQL.replace("item_id", "h.item_id")} AS item_key,
                        now()::TIMESTAMPTZ AS archived_at, $run::VARCHAR AS archive_run_id
-                FROM {table} h SEMI JOIN _items USING (item_id)
-                ANTI JOIN (SELECT id FROM _archived WHERE item_id IN (SELECT item_id FROM _items)) a
-                ON a.id = h.id""",  # noqa: S608
+                {_HOT_NOT_ARCHIVED.format(table=table)}""",  # noqa: S608
             params={"run": run_id},
         )
         source = rel.to_arrow_reader(batch_rows)
+        written = 0
         try:
-            archive.append(
-                item_type,
-                pa.RecordBatchReader.from_batches(
-                    ARCHIVE_SCHEMA, (b.cast(ARCHIVE_SCHEMA) for b in source)
-                ),
-            )
+            batches = (b.cast(ARCHIVE_SCHEMA) for b in source if b.num_rows)
+            first = next(batches, None)
+            if first is None:
+                return 0  # everything is archived already (a re-run after a crash)
+
+            def counted() -> Iterator[pa.RecordBatch]:
+                nonlocal written
+                for batch in itertools.chain([first], batches):
+                    written += batch.num_rows
+                    yield batch
+
+            archive.append(item_type, pa.RecordBatchReader.from_batches(ARCHIVE_SCHEMA, counted()))
         finally:
             # DuckDB keeps the result open until the reader is closed, blocking the connection.
             source.close()
-        return int(missing)
-    finally:
-        con.unregister("_archived")
-        con.unregister("_items")
+        return written
 
 
 def hot_ids_missing_from_archive(
     con: duckdb.DuckDBPyConnection, archive: Archive, item_type: ItemType, item_ids: Sequence[str]
 ) -> dict[str, int]:
     """Expiry step 2 (verify): per item, hot ids that the archive does not hold."""
-    table = interaction_table(item_type)
-    _register_items(con, item_ids)
-    con.register("_archived", archive.dataset(item_type, item_ids))
-    try:
-        return dict(
-            con.execute(
-                f"""SELECT h.item_id, count(*) FROM {table} h SEMI JOIN _items USING (item_id)
-                    ANTI JOIN (SELECT id FROM _archived WHERE item_id IN (SELECT item_id FROM _items)) a
-                    ON a.id = h.id GROUP BY h.item_id"""  # noqa: S608
-            ).fetchall()
+    with _scope(con, archive, item_type, item_ids) as table:
+        sql = (
+            f"SELECT h.item_id, count(*) {_HOT_NOT_ARCHIVED.format(table=table)} GROUP BY h.item_id"  # noqa: S608
         )
-    finally:
-        con.unregister("_archived")
-        con.unregister("_items")
+        return dict(con.execute(sql).fetchall())
 
 
 def delete_hot_rows(
     con: duckdb.DuckDBPyConnection, item_type: ItemType, item_ids: Sequence[str]
-) -> dict[str, int]:
+) -> int:
     """Expiry step 3: delete the items' hot rows (inside the caller's transaction)."""
-    table = interaction_table(item_type)
-    counts = dict(
-        con.execute(
-            f"SELECT item_id, count(*) FROM {table} WHERE item_id IN (SELECT unnest(?)) GROUP BY item_id",  # noqa: S608
-            [list(item_ids)],
-        ).fetchall()
-    )
-    con.execute(f"DELETE FROM {table} WHERE item_id IN (SELECT unnest(?))", [list(item_ids)])  # noqa: S608
-    return counts
+    sql = f"DELETE FROM {interaction_table(item_type)} WHERE item_id IN (SELECT unnest(?))"  # noqa: S608
+    return int(con.execute(sql, [list(item_ids)]).fetchall()[0][0])
+
+
+def hot_row_counts(
+    con: duckdb.DuckDBPyConnection, item_type: ItemType, item_ids: Sequence[str]
+) -> dict[str, int]:
+    sql = f"SELECT item_id, count(*) FROM {interaction_table(item_type)} WHERE item_id IN (SELECT unnest(?)) GROUP BY 1"  # noqa: S608
+    return dict(con.execute(sql, [list(item_ids)]).fetchall())
 
 
 def copy_archived_rows_to_hot(
     con: duckdb.DuckDBPyConnection, archive: Archive, item_type: ItemType, item_ids: Sequence[str]
-) -> dict[str, int]:
-    """Restore step 2: insert the items' archived rows that are not hot; returns per item.
+) -> int:
+    """Restore step 2: insert the items' archived rows that are not hot; returns rows copied.
 
-    One INSERT statement: DuckDB commits it whole or not at all, so a crash mid-copy leaves
-    no partial copy, and the anti-join makes a re-run insert only what is missing.
+    One INSERT statement in one transaction: DuckDB commits it whole or not at all, so a
+    crash mid-copy leaves no partial copy, and the anti-join makes a re-run insert only what
+    is missing. The archive never holds an id twice (the expiry's anti-join and the
+    `no_duplicate_ids` check see to that), so no de-duplication is needed here.
     """
-    table = interaction_table(item_type)
-    _register_items(con, item_ids)
-    con.register("_archived", archive.dataset(item_type, item_ids))
     cols = ", ".join(INTERACTION_COLUMN_NAMES)
-    try:
-        with transaction(con):
-            con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE _restore AS
-                    SELECT {cols} FROM _archived a
-                    WHERE a.item_id IN (SELECT item_id FROM _items)
-                      AND NOT EXISTS (SELECT 1 FROM {table} h WHERE h.id = a.id
-                                      AND h.item_id IN (SELECT item_id FROM _items))
-                    QUALIFY row_number() OVER (PARTITION BY a.id ORDER BY a.archived_at) = 1"""  # noqa: S608
-            )
-            con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _restore")  # noqa: S608
-            fault_point("restore.mid_copy")
-            counts = dict(
-                con.execute("SELECT item_id, count(*) FROM _restore GROUP BY item_id").fetchall()
-            )
-            con.execute("DROP TABLE _restore")
-        return counts
-    finally:
-        con.unregister("_archived")
-        con.unregister("_items")
+    with _scope(con, archive, item_type, item_ids) as table, transaction(con):
+        copied = con.execute(
+            f"INSERT INTO {table} ({cols}) SELECT {cols} {_ARCHIVED_NOT_HOT.format(table=table)}"  # noqa: S608
+        ).fetchall()[0][0]
+        fault_point("restore.mid_copy")
+    return int(copied)
 
 
 def archived_ids_missing_from_hot(
     con: duckdb.DuckDBPyConnection, archive: Archive, item_type: ItemType, item_ids: Sequence[str]
 ) -> dict[str, int]:
     """Restore step 3 (verify): per item, archived ids that are not hot."""
-    table = interaction_table(item_type)
-    _register_items(con, item_ids)
-    con.register("_archived", archive.dataset(item_type, item_ids))
-    try:
-        return dict(
-            con.execute(
-                f"""SELECT a.item_id, count(*) FROM _archived a
-                    WHERE a.item_id IN (SELECT item_id FROM _items)
-                      AND NOT EXISTS (SELECT 1 FROM {table} h WHERE h.id = a.id)
-                    GROUP BY a.item_id"""  # noqa: S608
-            ).fetchall()
+    with _scope(con, archive, item_type, item_ids) as table:
+        sql = (
+            f"SELECT a.item_id, count(*) {_ARCHIVED_NOT_HOT.format(table=table)} GROUP BY a.item_id"  # noqa: S608
         )
-    finally:
-        con.unregister("_archived")
-        con.unregister("_items")
+        return dict(con.execute(sql).fetchall())
 
 
 def archived_row_counts(

@@ -59,6 +59,9 @@ def _interaction_ddl(table: str) -> str:
     return f"CREATE TABLE IF NOT EXISTS {table} (\n  {cols}\n);"
 
 
+# Tables that ingestion merges set-wise carry no PRIMARY KEY: the merge keeps one row per key
+# (user_summaries: user_id; user_inbound_keywords: user_id, category; item_analytics: item,
+# variant, step, event type, day) and an index would slow every batch down.
 DDL: tuple[str, ...] = (
     _interaction_ddl("campaign_interactions"),
     _interaction_ddl("canvas_interactions"),
@@ -79,7 +82,7 @@ DDL: tuple[str, ...] = (
       saved_to VARCHAR, run_id VARCHAR
     );""",
     """CREATE TABLE IF NOT EXISTS user_summaries (
-      user_id VARCHAR PRIMARY KEY,
+      user_id VARCHAR,
       external_user_id VARCHAR,
       last_received_any TIMESTAMPTZ,
       last_received_email TIMESTAMPTZ,
@@ -103,12 +106,11 @@ DDL: tuple[str, ...] = (
     );""",
     # Per user and keyword category, for "Last Sent Specific SMS Inbound Keyword Category".
     """CREATE TABLE IF NOT EXISTS user_inbound_keywords (
-      user_id VARCHAR, category VARCHAR, last_at TIMESTAMPTZ, PRIMARY KEY (user_id, category)
+      user_id VARCHAR, category VARCHAR, last_at TIMESTAMPTZ
     );""",
     """CREATE TABLE IF NOT EXISTS item_analytics (
       item_type VARCHAR, item_id VARCHAR, variant_id VARCHAR, step_id VARCHAR,
-      kind VARCHAR, event_type VARCHAR, day DATE, events BIGINT,
-      PRIMARY KEY (item_type, item_id, variant_id, step_id, event_type, day)
+      kind VARCHAR, event_type VARCHAR, day DATE, events BIGINT
     );""",
     """CREATE TABLE IF NOT EXISTS catalog_documents (
       id VARCHAR PRIMARY KEY, type VARCHAR, name VARCHAR, updated_at TIMESTAMPTZ,
