@@ -85,7 +85,11 @@ def _job_failure(result) -> str:  # type: ignore[no-untyped-def]
             if data.user_failure_data and data.user_failure_data.description:
                 return data.user_failure_data.description
             if data.error:
-                return data.error.message.strip().splitlines()[-1]
+                # Dagster wraps the op's exception; the innermost cause says what went wrong.
+                error = data.error
+                while error.cause is not None:
+                    error = error.cause
+                return error.message.strip().splitlines()[-1]
     return "the run failed; see the run in the Dagster UI"
 
 
@@ -108,6 +112,12 @@ class IxGroup(click.Group):
             FileNotFoundError,
         ) as exc:
             raise CliError(str(exc)) from None
+        except OSError as exc:
+            # The archive (a folder or a bucket) could not be read; deltalake raises OSError.
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CliError(
+                f"cannot read the archive at {os.environ.get('IX_ARCHIVE_URI') or 'the data dir'}: {first}"
+            ) from None
         except UnknownConsumer as exc:
             raise CliError(
                 f"unknown consumer {exc.consumer_id!r}: not a segment, content card, campaign or Canvas in the catalog"
@@ -262,7 +272,8 @@ def restore(data_dir: str | None, as_json: bool, campaigns: tuple[str, ...], can
         raise CliError(f"restore failed: {_job_failure(result)}")
     out = result.output_for_node("restore_items")
     doc = {"restored": out["restored"], "already_hot": out["already_hot"], "rows_restored": out["rows_restored"],
-           "rows_per_item": out["rows_per_item"], "notes": out["notes"], "run_id": result.run_id}  # fmt: skip
+           "rows_per_item": out["rows_per_item"], "notes": out["notes"], "notified": out["notified"],
+           "run_id": result.run_id}  # fmt: skip
 
     def human() -> None:
         click.echo(
@@ -272,6 +283,7 @@ def restore(data_dir: str | None, as_json: bool, campaigns: tuple[str, ...], can
             click.echo("already available: " + ", ".join(doc["already_hot"]))
         for note in doc["notes"]:
             click.echo(note)
+        click.echo(f"notice: {doc['notified']}")
 
     _emit(as_json, doc, human)
 

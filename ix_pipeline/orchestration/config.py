@@ -23,7 +23,7 @@ def parse_as_of(value: str | None) -> datetime:
 
 class IngestConfig(dg.Config):
     paths: list[str] = Field(
-        default_factory=list,
+        default=[],
         description="Files or folders to ingest (catalog .json; Currents .avro/.jsonl/.parquet). "
         "Empty: the landing folder.",
     )
@@ -45,17 +45,17 @@ class ExpiryConfig(AsOfConfig):
 
 class RestoreConfig(dg.Config):
     campaign_ids: list[str] = Field(
-        default_factory=list,
+        default=[],
         description="Campaign API ids to restore, e.g. [cmp_000123]; `ix status` lists every item "
         "and its state. An unknown id refuses the whole request; an id that is already hot is "
         "reported, not copied again.",
     )
     canvas_ids: list[str] = Field(
-        default_factory=list,
+        default=[],
         description="Canvas API ids to restore, e.g. [cnv_000045]. Same rules as campaign_ids.",
     )
     tags: list[str] = Field(
-        default_factory=list,
+        default=[],
         description="Restore every expired campaign and Canvas carrying one of these tags "
         '(exact match), e.g. ["black friday"]. Combined with the ids as a union; give at least '
         "one campaign id, Canvas id or tag.",

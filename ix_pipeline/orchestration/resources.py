@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+from pydantic import Field
 
 from ix_pipeline.notifications.mail import Mail, MailSettings, send_mail
 from ix_pipeline.store.archive import Archive
@@ -29,7 +30,7 @@ _STORAGE_ENV = (
 class HotStoreResource(dg.ConfigurableResource):
     """The hot DuckDB file. Connections are short-lived: open, work, close."""
 
-    path: str
+    path: str = Field(description="The hot DuckDB file (IX_DATA_DIR/hot.duckdb).")
 
     @contextmanager
     def connection(
@@ -42,24 +43,36 @@ class HotStoreResource(dg.ConfigurableResource):
 class ArchiveResource(dg.ConfigurableResource):
     """The Delta Lake archive: a folder or an object-store URI (credentials from the env)."""
 
-    uri: str
+    uri: str = Field(description="Delta archive: a folder or s3://, az://, gs:// (IX_ARCHIVE_URI).")
 
     def archive(self) -> Archive:
         options = {k: os.environ[k] for k in _STORAGE_ENV if os.environ.get(k)}
+        if self.uri.startswith(("s3://", "s3a://")):
+            # Put-if-absent commits make concurrent writers safe without a lock table; it is
+            # deltalake's default, set here so an inherited "disabled" cannot slip in unseen.
+            options.setdefault("AWS_CONDITIONAL_PUT", "etag")
         return Archive(self.uri, options)
 
 
 class MailResource(dg.ConfigurableResource):
     """SMTP when a host is configured, else `.eml` files in the outbox folder."""
 
-    outbox: str
-    smtp_host: str | None = None
-    smtp_port: int = 587
-    smtp_user: str | None = None
-    smtp_password: str | None = None
-    smtp_starttls: bool = True
-    mail_from: str = "ix-pipeline@localhost"
-    default_to: str = "data-team@localhost"
+    outbox: str = Field(description="Folder for .eml files when no SMTP host is set.")
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server (IX_SMTP_HOST); empty: outbox."
+    )
+    smtp_port: int = Field(default=587, description="SMTP port (IX_SMTP_PORT).")
+    smtp_user: str | None = Field(default=None, description="SMTP login (IX_SMTP_USER).")
+    smtp_password: str | None = Field(
+        default=None, description="From IX_SMTP_PASSWORD; never shown."
+    )
+    smtp_starttls: bool = Field(
+        default=True, description="STARTTLS before login (IX_SMTP_STARTTLS)."
+    )
+    mail_from: str = Field(default="ix-pipeline@localhost", description="Sender (IX_MAIL_FROM).")
+    default_to: str = Field(
+        default="data-team@localhost", description="Recipient when a run names none (IX_MAIL_TO)."
+    )
 
     def send(self, mail: Mail) -> str:
         return send_mail(
@@ -75,8 +88,8 @@ class MailResource(dg.ConfigurableResource):
 class LandingResource(dg.ConfigurableResource):
     """Where Currents files and catalog documents arrive, and where bad input goes."""
 
-    landing: str
-    quarantine: str
+    landing: str = Field(description="Landing folder: catalog/ and currents/ below it.")
+    quarantine: str = Field(description="Where rejected files and records are written.")
 
     @property
     def currents(self) -> Path:

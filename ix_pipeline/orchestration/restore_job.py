@@ -10,12 +10,12 @@ from typing import Any
 import dagster as dg
 
 from ix_pipeline.lifecycle.restore import (
-    RestoreRefused,
     RestoreRequest,
     plan_restore,
     run_restore,
 )
 from ix_pipeline.notifications import messages
+from ix_pipeline.notifications.mail import Mail, MailError
 from ix_pipeline.orchestration.config import RestoreConfig, parse_as_of
 from ix_pipeline.orchestration.resources import ArchiveResource, HotStoreResource, MailResource
 
@@ -40,44 +40,52 @@ def restore_items(
         tags=tuple(config.tags),
     )
     to = config.requested_by.strip() or mail.default_to
+
+    def notify(message: Mail) -> str:
+        # A mail server that is down must neither hide a restore that worked nor replace the
+        # reason a restore failed: log it and say so in the run.
+        try:
+            return mail.send(message)
+        except MailError as exc:
+            context.log.error(f"the notice could not be sent: {exc}")
+            return f"not sent ({exc})"
+
     try:
         as_of = parse_as_of(config.as_of)
         with hot.connection() as con:
             plan = plan_restore(con, request)
             result = run_restore(con, archive.archive(), plan, as_of, context.run.run_id)
-        if context.run.tags.get("ix/reason"):
-            # Launched by the catalog sensor: say why in the notice.
-            result.notes.insert(0, f"Restored automatically: {context.run.tags['ix/reason']}")
     except Exception as exc:
-        error = (
-            str(exc)
-            if isinstance(exc, (RestoreRefused, ValueError))
-            else f"{type(exc).__name__}: {exc}"
-        )
-        where = mail.send(
+        error = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        where = notify(
             messages.restore_failed(
                 to, request, error, context.run.run_id, time.monotonic() - started
             )
         )
-        context.log.info(f"failure notice sent to {where}")
         raise dg.Failure(description=error, metadata={"notified": where}) from exc
-    where = mail.send(messages.restore_succeeded(to, request, result, context.run.run_id))
+    if context.run.tags.get("ix/reason"):
+        # Launched by the catalog sensor: say why in the notice.
+        result.notes.insert(0, f"Restored automatically: {context.run.tags['ix/reason']}")
+    where = notify(messages.restore_succeeded(to, request, result, context.run.run_id))
     context.log.info(
         f"restored {len(result.restored)} items ({result.rows_restored} rows) in {result.seconds:.2f} s; "
         f"notice sent to {where}"
     )
+    item_type_of = dict(plan.to_restore)
     for item_type in ("campaign", "canvas"):
-        context.log_event(
-            dg.AssetMaterialization(
-                asset_key=f"{item_type}_interactions",
-                description="rows restored from the archive",
-                metadata={
-                    "items_restored": len(result.restored),
-                    "rows_restored": result.rows_restored,
-                    "restore_seconds": round(result.seconds, 3),
-                },
+        restored = [i for i in result.restored if item_type_of.get(i) == item_type]
+        if restored:
+            context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=f"{item_type}_interactions",
+                    description="rows restored from the archive",
+                    metadata={
+                        "items_restored": len(restored),
+                        "rows_restored": sum(result.rows_per_item.get(i, 0) for i in restored),
+                        "restore_seconds": round(result.seconds, 3),
+                    },
+                )
             )
-        )
     return {
         "restored": result.restored,
         "already_hot": result.already_hot,

@@ -20,31 +20,44 @@ from ix_pipeline.notifications import messages
 from ix_pipeline.orchestration.jobs import catalog_refresh_job, ingest_job
 from ix_pipeline.orchestration.resources import HotStoreResource, LandingResource, MailResource
 from ix_pipeline.orchestration.restore_job import restore_interaction_data
+from ix_pipeline.store.events import pending_files
 from ix_pipeline.store.hot import HotStoreBusy
 from ix_pipeline.store.lifecycle_io import dead_references, load_item_facts
 
 
-def _files_fingerprint(files: list[Path]) -> str:
-    """Changes when a file is added, removed or rewritten; no hot-store access needed."""
-    if not files:
-        return "none"
+def _fingerprint(files: list[Path]) -> str:
     stats = sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
     return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
+
+
+def _new_files(hot: HotStoreResource, files: list[Path]) -> list[Path]:
+    """Files the hot store has not ingested; raises HotStoreBusy rather than waiting."""
+    with hot.connection(read_only=True, wait_seconds=0) as con:
+        return pending_files(con, files)
 
 
 @dg.sensor(
     job=ingest_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING
 )
-def landing_files_sensor(context: dg.SensorEvaluationContext, landing: LandingResource):
-    """Watches `<data>/landing/currents/` for new Currents files."""
+def landing_files_sensor(
+    context: dg.SensorEvaluationContext, landing: LandingResource, hot: HotStoreResource
+):
+    """Watches `<data>/landing/currents/` for Currents files not ingested yet."""
     files = list(discover([landing.currents]))
     if not files:
         return dg.SkipReason(f"no Currents files under {landing.currents}")
-    cursor = _files_fingerprint(files)
-    if cursor == context.cursor:
+    try:
+        new = _new_files(hot, files)
+    except HotStoreBusy:
+        return dg.SkipReason("the hot store is busy with a run; looking again at the next tick")
+    if not new:
         return dg.SkipReason("no new Currents files")
-    context.update_cursor(cursor)
-    return dg.RunRequest(run_key=f"landing-{cursor}", tags={"ix/trigger": "landing_files_sensor"})
+    key = _fingerprint(new)
+    context.update_cursor(key)
+    return dg.RunRequest(
+        run_key=f"landing-{key}",
+        tags={"ix/trigger": "landing_files_sensor", "ix/new_files": str(len(new))},
+    )
 
 
 class CatalogSensorConfig(dg.ConfigurableResource):
@@ -69,21 +82,18 @@ def catalog_sensor(
     references → a notice (and the blocking checks on `audience_consumers` fail)."""
     cursor = json.loads(context.cursor) if context.cursor else {}
     requests: list[dg.RunRequest] = []
-    files = _files_fingerprint(list(discover_catalog([landing.catalog])))
-    if files != cursor.get("files"):
-        requests.append(dg.RunRequest(run_key=f"catalog-{files}", job_name=catalog_refresh_job.name,
-                                      tags={"ix/trigger": "catalog_sensor"}))  # fmt: skip
-        cursor["files"] = files
     try:
+        new = _new_files(hot, list(discover_catalog([landing.catalog])))
         with hot.connection(read_only=True, wait_seconds=0) as con:
             facts = load_item_facts(con)
             needs = restores_needed(plan_expiry(con, datetime.now(UTC)).decisions, facts)
             dead = dead_references(con)
     except HotStoreBusy:
-        context.update_cursor(json.dumps(cursor))
-        if requests:
-            return requests
         return dg.SkipReason("the hot store is busy with a run; looking again at the next tick")
+    if new:
+        key = _fingerprint(new)
+        requests.append(dg.RunRequest(run_key=f"catalog-{key}", job_name=catalog_refresh_job.name,
+                                      tags={"ix/trigger": "catalog_sensor"}))  # fmt: skip
     if needs and catalog_policy.auto_restore:
         expired_at = {f.item_id: str(f.expired_at) for f in facts}
         # Keyed by item and expiry time: a need seen again while its restore is pending maps to

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from ix_pipeline.ingest.event_types import EVENT_MEANINGS, SUMMARY_CHANNELS
 from ix_pipeline.store.hot import transaction
@@ -248,3 +250,31 @@ def _update_item_analytics(con: duckdb.DuckDBPyConnection) -> None:
         "events = item_analytics.events + a.events",
         "item_type, item_id, variant_id, step_id, kind, event_type, day, events",
     )  # fmt: skip
+
+
+def pending_files(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> list[Path]:
+    """The files not yet ingested (new, or rewritten since): what a sensor should hand to a run."""
+    if not paths:
+        return []
+    stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+    con.register(
+        "_seen",
+        pa.table(
+            {
+                "path": [s[0] for s in stats],
+                "size": [s[1] for s in stats],
+                "mtime_ns": [s[2] for s in stats],
+            }
+        ),
+    )
+    try:
+        fresh = {
+            row[0]
+            for row in con.execute(
+                """SELECT s.path FROM _seen s ANTI JOIN ingested_files f
+                   ON f.path = s.path AND f.size = s.size AND f.mtime_ns = s.mtime_ns"""
+            ).fetchall()
+        }
+    finally:
+        con.unregister("_seen")
+    return [p for p, s in zip(paths, stats, strict=True) if s[0] in fresh]

@@ -74,16 +74,21 @@ def test_schedule_as_of_is_the_tick_time(settings: Settings) -> None:
     assert request.run_config["ops"]["interaction_archive"]["config"]["as_of"] == "2025-05-01T02:00:00+00:00"  # type: ignore[union-attr]
 
 
-def test_landing_sensor_requests_one_run_per_new_files(settings: Settings) -> None:
+def test_landing_sensor_requests_a_run_only_for_files_not_ingested(settings: Settings) -> None:
     from ix_pipeline.definitions import build_resources
     from ix_pipeline_tests import builders
+    from ix_pipeline_tests.conftest import ingest
 
-    landing = build_resources(settings)["landing"]
+    resources = build_resources(settings)
     with dg.instance_for_test() as instance:
-        ctx = dg.build_sensor_context(instance=instance, resources={"landing": landing})
-        assert isinstance(landing_files_sensor(ctx), dg.SkipReason)
+
+        def tick():  # type: ignore[no-untyped-def]
+            return landing_files_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+
+        assert isinstance(tick(), dg.SkipReason)
         builders.write_events(settings.landing / "currents", scenario.SEND, [builders.campaign_event("cmp_1", "u1")])
-        first = landing_files_sensor(ctx)
-        assert isinstance(first, dg.RunRequest)
-        ctx2 = dg.build_sensor_context(instance=instance, cursor=ctx.cursor, resources={"landing": landing})
-        assert isinstance(landing_files_sensor(ctx2), dg.SkipReason)
+        first = tick()
+        assert isinstance(first, dg.RunRequest) and first.tags["ix/new_files"] == "1"
+        assert tick().run_key == first.run_key  # type: ignore[union-attr]  # same file: same key, one run
+        ingest(settings)
+        assert isinstance(tick(), dg.SkipReason)
