@@ -143,3 +143,24 @@ def test_expiry_and_restore_of_the_same_item_at_once(files_only: Settings) -> No
     assert q(settings, "SELECT state FROM item_lifecycle WHERE item_id = 'cmp_stop'") == [("hot",)]
     assert rows_of(settings, "cmp_stop") == before
     assert_invariants(settings)
+
+
+def test_audience_and_exports_hide_expired_items(files_only: Settings, tmp_path: Path) -> None:
+    settings = files_only
+    ix(settings, "ingest")
+    members = ix_json(settings, "audience", "seg_keep", "--as-of", NIGHT)
+    assert members["consumer_id"] == "seg_keep" and members["user_ids"]  # type: ignore[index]
+    ix(settings, "expire", "--as-of", NIGHT)
+    # cmp_tagref (tag vip) expired: seg_keep still evaluates, over cmp_exempt's hot data.
+    assert ix_json(settings, "audience", "seg_keep", "--as-of", NIGHT)["user_ids"] == members["user_ids"]  # type: ignore[index]
+    proc = ix(settings, "export", "item", "cmp_stop", "--out", str(tmp_path / "x.csv"), check=False)
+    assert proc.returncode != 0 and "restore it first" in proc.stderr and not (tmp_path / "x.csv").exists()
+    out = ix_json(settings, "export", "item", "cmp_active", "--out", str(tmp_path / "active.csv"))
+    assert out["rows"] == 6 and (tmp_path / "active.csv").read_text().startswith('"user_id","external_user_id"')  # type: ignore[index]
+    users = ix_json(settings, "export", "users", "--user", "u1", "--out", str(tmp_path / "u.jsonl"))
+    assert users["users"] == 1  # type: ignore[index]
+    [doc] = [json.loads(line) for line in (tmp_path / "u.jsonl").read_text().splitlines()]
+    received = {c["api_campaign_id"] for c in doc["campaigns_received"]}
+    assert "cmp_stop" not in received and "cmp_active" in received
+    proc = ix(settings, "audience", "seg_nope", check=False)
+    assert proc.returncode != 0 and "seg_nope" in proc.stderr
