@@ -29,6 +29,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from ix_pipeline.audience.expressions import FILTERS
 from ix_pipeline.demo.currents_files import (
     ALL_EVENT_TYPES,
     CODECS,
@@ -409,17 +410,11 @@ def _time_comparison(r: random.Random, now_ts: int) -> dict[str, Any]:
 class _AudienceMaker:
     """Random audience expressions whose filters are all valid per FORMATS.md section 2."""
 
-    _OTHER_TIME = (
-        "last_engaged",
-        "last_enrolled_any_control_group",
-        "last_in_app_impression",
-        "last_received_any",
-        "last_received_email",
-        "last_received_push",
-        "last_received_sms",
-        "last_received_webhook",
-        "last_received_whatsapp",
-        "last_viewed_news_feed",
+    # The summary filters that take an optional time comparison, from the filter registry.
+    _OTHER_TIME = tuple(
+        name
+        for name, spec in FILTERS.items()
+        if spec.family == "summary" and spec.value_kind == "time" and not spec.required
     )
 
     def __init__(self, r: random.Random, cat: _Catalog, now_ts: int) -> None:
