@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import sys
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from rich.table import Table
 from ix_pipeline.settings import Settings, load_settings
 
 err = Console(stderr=True)
+REAP_INTERVAL_SECONDS = 5.0
 
 
 class CliError(click.ClickException):
@@ -46,6 +48,10 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _as_of(value: str | None) -> datetime:
     from ix_pipeline.orchestration.config import parse_as_of
 
+    if value is not None and not value.strip():
+        raise CliError(
+            "--as-of is empty: give an ISO-8601 instant (e.g. 2025-05-01T02:00:00Z) or leave it out for now"
+        )
     try:
         return parse_as_of(value)
     except ValueError as exc:
@@ -68,14 +74,34 @@ def _run_job(
     instance = get_instance(settings.dagster_home)
     for run_id in reap_dead_cli_runs(instance):
         err.print(f"marked run {run_id} failed: its process had died (its work resumes now)")
+    # While this run waits for the `hot_db` pool, a run holding it may die (kill -9): keep
+    # reaping in the background, or the wait would never end.
+    stop = threading.Event()
+
+    def reap_while_waiting() -> None:
+        while not stop.wait(REAP_INTERVAL_SECONDS):
+            reap_dead_cli_runs(instance)
+
+    reaper = threading.Thread(target=reap_while_waiting, name="ix-reaper", daemon=True)
+    reaper.start()
     job = build_defs(settings).resolve_job_def(job_name)
     # INFO shows our progress lines; Dagster's per-event DEBUG chatter stays in the UI's logs.
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-    return job.execute_in_process(
-        run_config={**run_config, **quiet}, instance=instance,
-        tags={"ix/launched_by": "cli", "ix/host": socket.gethostname(), "ix/pid": str(os.getpid()), **(tags or {})},
-        raise_on_error=False,
-    )  # fmt: skip
+    try:
+        return job.execute_in_process(
+            run_config={**run_config, **quiet},
+            instance=instance,
+            tags={
+                "ix/launched_by": "cli",
+                "ix/host": socket.gethostname(),
+                "ix/pid": str(os.getpid()),
+                **(tags or {}),
+            },
+            raise_on_error=False,
+        )
+    finally:
+        stop.set()
+        reaper.join()
 
 
 def _job_failure(result) -> str:  # type: ignore[no-untyped-def]
@@ -263,6 +289,13 @@ def restore(data_dir: str | None, as_json: bool, campaigns: tuple[str, ...], can
     if not (campaigns or canvases or tags):
         raise CliError("nothing to restore: give --campaign ID, --canvas ID or --tag TAG")
     when = _as_of(as_of)
+    from ix_pipeline.lifecycle.restore import RestoreRequest, plan_restore
+    from ix_pipeline.store.hot import hot_connection
+
+    # Validate before launching, so a refused request is one sentence, not a failed run's logs.
+    # The job validates again: it may run later, when the catalog has changed.
+    with hot_connection(settings.hot_db, read_only=True) as con:
+        plan_restore(con, RestoreRequest(campaigns, canvases, tags))
     config = {"campaign_ids": list(campaigns), "canvas_ids": list(canvases), "tags": list(tags),
               "requested_by": requested_by, "as_of": when.isoformat()}  # fmt: skip
     result = _run_job(

@@ -31,7 +31,7 @@ from ix_pipeline.audience.expressions import (
 from ix_pipeline.ingest.currents import safe_event_id
 from ix_pipeline.ingest.quarantine import Quarantine, Rejected
 from ix_pipeline.store.events import FileRecord, QuarantineEntry, already_ingested
-from ix_pipeline.store.hot import transaction
+from ix_pipeline.store.hot import insert_rows, transaction
 
 DOCUMENT_TYPES = ("campaign", "canvas", "segment", "content_card")
 ITEM_TYPES = ("campaign", "canvas")
@@ -204,7 +204,13 @@ def ingest_catalog(
     incoming: list[tuple[str, int, dict[str, Any]]] = []
     for path in discover_catalog(paths):
         report.files_seen += 1
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            # Named explicitly but gone: say so, record nothing as ingested (see currents).
+            rejected.append(Rejected(str(path), -1, f"{path.name}: cannot read the file: {exc}"))
+            report.files_quarantined += 1
+            continue
         source = str(path.resolve())
         if already_ingested(con, source, stat.st_size, stat.st_mtime_ns):
             report.files_skipped += 1
@@ -344,12 +350,10 @@ def rebuild_catalog_tables(con: duckdb.DuckDBPyConnection, report: CatalogReport
             parse_time(d.get("updated_at"), "updated_at"),
         ))  # fmt: skip
         component_rows.extend((d["id"], d["type"], *c) for c in comps)
-    if item_rows:
-        con.executemany(
-            "INSERT INTO catalog_items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", item_rows
-        )
-    if component_rows:
-        con.executemany("INSERT INTO item_components VALUES (?, ?, ?, ?, ?, ?)", component_rows)
+    insert_rows(
+        con, "INSERT INTO catalog_items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", item_rows
+    )
+    insert_rows(con, "INSERT INTO item_components VALUES (?, ?, ?, ?, ?, ?)", component_rows)
     consumer_rows, reference_rows, error_rows = [], [], []
     for d in docs:
         if d["type"] in ITEM_TYPES and "audience" not in d:
@@ -383,17 +387,13 @@ def rebuild_catalog_tables(con: duckdb.DuckDBPyConnection, report: CatalogReport
             error_rows.append((None, d["id"], e.filter_name, e.path, str(e), now))
             report.audience_errors.append(str(e))
         report.invalid_consumers += bool(errors)
-    if consumer_rows:
-        con.executemany(
-            "INSERT INTO audience_consumers VALUES (?, ?, ?, ?, ?, ?, ?)", consumer_rows
-        )
-    if reference_rows:
-        con.executemany(
-            "INSERT INTO filter_references VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            reference_rows,
-        )
-    if error_rows:
-        con.executemany("INSERT INTO catalog_errors VALUES (?, ?, ?, ?, ?, ?)", error_rows)
+    insert_rows(con, "INSERT INTO audience_consumers VALUES (?, ?, ?, ?, ?, ?, ?)", consumer_rows)
+    insert_rows(
+        con,
+        "INSERT INTO filter_references VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        reference_rows,
+    )
+    insert_rows(con, "INSERT INTO catalog_errors VALUES (?, ?, ?, ?, ?, ?)", error_rows)
     # Every item gets a lifecycle row; legacy deletions are terminal from the start.
     con.execute(
         """INSERT INTO item_lifecycle

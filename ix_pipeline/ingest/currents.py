@@ -189,7 +189,9 @@ def _read_jsonl(path: Path) -> tuple[pl.DataFrame, list[Rejected]]:
             problem = _json_type_problem(obj)
             if problem:
                 rejected.append(
-                    Rejected(source, index, problem, event_id=safe_event_id(obj.get("id")), record=obj)
+                    Rejected(
+                        source, index, problem, event_id=safe_event_id(obj.get("id")), record=obj
+                    )
                 )
                 continue
             obj["record_index"] = index
@@ -216,7 +218,7 @@ def _json_type_problem(obj: dict[str, Any]) -> str | None:
             continue
         # bool is an int in Python; a JSON true is never a valid `time`.
         if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
-            return f"field {name} is not a {_TYPE_WORD[types[0]]} (found {_json_word(value)})"
+            return f"field {name} is not {_TYPE_WORD[types[0]]} (found {_json_word(value)})"
         if name in INT_RANGES and not INT_RANGES[name][0] <= value <= INT_RANGES[name][1]:
             return f"field {name} is out of range ({value_range_word(name)} expected)"
         if isinstance(value, str):
@@ -239,7 +241,7 @@ def _json_word(value: Any) -> str:
             dict: "object"}.get(type(value), type(value).__name__)  # fmt: skip
 
 
-_TYPE_WORD = {str: "string", int: "integer", bool: "boolean"}
+_TYPE_WORD = {str: "a string", int: "an integer", bool: "a boolean"}
 
 
 def _column_type_reasons(raw: pl.DataFrame) -> tuple[list[pl.Expr], set[str]]:
@@ -263,15 +265,15 @@ def _column_type_reasons(raw: pl.DataFrame) -> tuple[list[pl.Expr], set[str]]:
         if not ok:
             wrong.add(name)
             word = (
-                "string"
+                "a string"
                 if isinstance(target, pl.String)
-                else "boolean"
+                else "a boolean"
                 if isinstance(target, pl.Boolean)
-                else "integer"
+                else "an integer"
             )
             reasons.append(
                 pl.when(pl.col(name).is_not_null()).then(
-                    pl.lit(f"field {name} is not a {word} (found {dtype})")
+                    pl.lit(f"field {name} is not {word} (found {dtype})")
                 )
             )
     return reasons, wrong
@@ -296,12 +298,10 @@ def _validate(
         raw = raw.with_columns(pl.col("event_type").fill_null(path_type))
         # A record that names another type than its folder: one of the two is wrong, and
         # storing it would put the event under a meaning nobody can vouch for.
-        checks_path = (
-            pl.when(pl.col("event_type") != path_type).then(
-                pl.lit("event_type ")
-                + pl.col("event_type")
-                + pl.lit(f" disagrees with the path's event_type={path_type}")
-            )
+        checks_path = pl.when(pl.col("event_type") != path_type).then(
+            pl.lit("event_type ")
+            + pl.col("event_type")
+            + pl.lit(f" disagrees with the path's event_type={path_type}")
         )
     else:
         checks_path = None
@@ -357,7 +357,8 @@ def _validate(
             pl.lit("field time is out of range (UNIX seconds between 2000 and 2100 expected)")
         )
     )
-    known = pl.col("event_type").is_in(list(EVENT_MEANINGS))
+    # A null event type is unknown too (`is_in` alone yields null, which flags nothing).
+    known = pl.col("event_type").is_not_null() & pl.col("event_type").is_in(list(EVENT_MEANINGS))
     checks.append(
         pl.when(~known).then(
             pl.lit("unknown event type ") + pl.col("event_type").fill_null("(none)")
@@ -373,7 +374,9 @@ def _validate(
             reason_text = rec.pop("_reason")
             idx = rec.pop("record_index")
             rejected.append(
-                Rejected(source, int(idx), reason_text, event_id=safe_event_id(rec.get("id")), record=rec)
+                Rejected(
+                    source, int(idx), reason_text, event_id=safe_event_id(rec.get("id")), record=rec
+                )
             )
     good = flagged.filter(pl.col("_reason").is_null()).drop("_reason")
     return ReadResult(source=source, events=good, rejected=rejected, records=n_records)

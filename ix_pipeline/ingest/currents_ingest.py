@@ -75,7 +75,7 @@ def ingest_currents(
     pending = _Pending()
 
     def flush() -> None:
-        if not pending.files:
+        if not (pending.files or pending.rejected):
             return
         saved = quarantine.save(pending.rejected, pending.paths)
         entries = [
@@ -96,7 +96,15 @@ def ingest_currents(
 
     for done, path in enumerate(candidates, start=1):
         report.files_seen += 1
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            # Named explicitly but gone (moved by its deliverer, a broken link): say so and
+            # record nothing as ingested, so the file is read if it comes back.
+            pending.rejected.append(Rejected(str(path), -1, f"{path.name}: cannot read the file: {exc}"))
+            report.files_quarantined += 1
+            report.count_reason(f"cannot read the file: {exc}")
+            continue
         source = str(path.resolve())
         if already_ingested(con, source, stat.st_size, stat.st_mtime_ns):
             report.files_skipped += 1

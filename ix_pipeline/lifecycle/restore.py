@@ -32,6 +32,16 @@ LEGACY_POLICY_TEXT = (
 CHUNK_ITEMS = 500
 
 
+def bounded_list(names: Sequence[str], shown: int = 20) -> str:
+    """A list a person can read in a message or a mail, however long the request was."""
+    head = ", ".join(names[:shown])
+    return (
+        head
+        if len(names) <= shown
+        else f"{head} … and {len(names) - shown} more ({len(names)} in all)"
+    )
+
+
 class RestoreRefused(ValueError):
     """The request is invalid as a whole; nothing was changed."""
 
@@ -83,11 +93,11 @@ def plan_restore(con: duckdb.DuckDBPyConnection, request: RestoreRequest) -> Res
     unknown = [f"{t} {i!r}" for i, t in wanted if i not in items or items[i][0] != t]
     if unknown:
         raise RestoreRefused(
-            f"unknown {'item' if len(unknown) == 1 else 'items'}: {', '.join(unknown)}; nothing was restored"
+            f"unknown {'item' if len(unknown) == 1 else 'items'}: {bounded_list(unknown)}; nothing was restored"
         )
     legacy = [i for i, _ in wanted if items[i][2] or items[i][1] == "legacy_deleted"]
     if legacy:
-        raise RestoreRefused(f"cannot restore {', '.join(legacy)}: {LEGACY_POLICY_TEXT}")
+        raise RestoreRefused(f"cannot restore {bounded_list(legacy)}: {LEGACY_POLICY_TEXT}")
     plan = RestorePlan()
     for tag in dict.fromkeys(request.tags):
         tagged = [

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from ix_pipeline.lifecycle.policy import Decision
-from ix_pipeline.lifecycle.restore import RestoreRequest, RestoreResult
+from ix_pipeline.lifecycle.restore import RestoreRequest, RestoreResult, bounded_list
 from ix_pipeline.notifications.mail import Mail
 from ix_pipeline.store.lifecycle_io import DeadReference
 
@@ -14,11 +14,11 @@ from ix_pipeline.store.lifecycle_io import DeadReference
 def _asked(request: RestoreRequest) -> str:
     parts = []
     if request.campaign_ids:
-        parts.append("campaigns " + ", ".join(request.campaign_ids))
+        parts.append("campaigns " + bounded_list(request.campaign_ids))
     if request.canvas_ids:
-        parts.append("Canvases " + ", ".join(request.canvas_ids))
+        parts.append("Canvases " + bounded_list(request.canvas_ids))
     if request.tags:
-        parts.append("tags " + ", ".join(repr(t) for t in request.tags))
+        parts.append("tags " + bounded_list([repr(t) for t in request.tags]))
     return "; ".join(parts) or "nothing"
 
 
@@ -91,5 +91,10 @@ def expiring_soon(to: str, decisions: Sequence[Decision], as_of: datetime, days:
 def dead_references(to: str, dead: Sequence[DeadReference]) -> Mail:
     lines = ["These audience filters reference items whose data can never be read. They are",
              "errors, not empty audiences: fix the filters.", ""]  # fmt: skip
-    lines += [f"  {d.consumer_id}{'' if d.consumer_active else ' (inactive)'}, filter {d.filter}: {d.error}" for d in dead]
-    return Mail(to, f"[ix_pipeline] {len(dead)} filter references can never be evaluated", "\n".join(lines))
+    lines += [
+        f"  {d.consumer_id}{'' if d.consumer_active else ' (inactive)'}, filter {d.filter}: {d.error}"
+        for d in dead
+    ]
+    return Mail(
+        to, f"[ix_pipeline] {len(dead)} filter references can never be evaluated", "\n".join(lines)
+    )

@@ -22,6 +22,7 @@ from ix_pipeline.orchestration.resources import (
     LandingResource,
     MailResource,
 )
+from ix_pipeline.store.hot import insert_rows
 
 HOT_POOL = "hot_db"
 
@@ -163,7 +164,8 @@ def expiry_eligibility(
                state VARCHAR, expires_at TIMESTAMPTZ, exempt_by VARCHAR[], eligible BOOLEAN,
                reason VARCHAR, hot_rows BIGINT, as_of TIMESTAMPTZ)"""
         )
-        con.executemany(
+        insert_rows(
+            con,
             "INSERT INTO expiry_eligibility VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(d.item_id, d.item_type, d.state, d.expires_at, list(d.exempt_by), d.eligible, d.reason,
               plan.hot_rows.get(d.item_id, 0), as_of) for d in plan.decisions],

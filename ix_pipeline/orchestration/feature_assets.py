@@ -14,6 +14,7 @@ from ix_pipeline.audience.evaluate import AudienceRefused, evaluate_consumer
 from ix_pipeline.exports.item_csv import ItemExportError, export_item_csv
 from ix_pipeline.exports.user_export import export_users
 from ix_pipeline.orchestration.resources import HotStoreResource, LandingResource
+from ix_pipeline.store.hot import insert_rows
 
 HOT_TABLES = ["campaign_interactions", "canvas_interactions", "user_summaries"]
 AUTOMATION = dg.AutomationCondition.eager()
@@ -49,7 +50,8 @@ def audience_memberships(
                 refused[seg] = str(exc)
                 context.log.warning(str(exc))
                 continue
-            con.executemany(
+            insert_rows(
+                con,
                 "INSERT INTO audience_memberships VALUES (?, ?, ?)",
                 [(seg, u, as_of) for u in members],
             )

@@ -102,3 +102,9 @@ def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> Any:
     half-read (`fetchone`) blocks every later statement on the connection."""
     rows = con.execute(sql, params if params is not None else []).fetchall()
     return rows[0][0] if rows else None
+
+
+def insert_rows(con: duckdb.DuckDBPyConnection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """`executemany` that accepts no rows: DuckDB 2.0 raises on an empty parameter list."""
+    if rows:
+        con.executemany(sql, rows)

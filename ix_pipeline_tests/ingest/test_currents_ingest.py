@@ -82,7 +82,7 @@ def _quarantined(settings: Settings) -> list[tuple]:
         ({"id": ""}, "required field id is empty"),
         ({"user_id": None}, "required field user_id is empty"),
         ({"time": None}, "required field time is null"),
-        ({"time": "yesterday"}, "field time is not a integer"),
+        ({"time": "yesterday"}, "field time is not an integer"),
         ({"time": 1_700_000_000_000}, "field time is out of range"),
         ({"user_id": 42}, "field user_id is not a string"),
         ({"in_control_group": "yes"}, "field in_control_group is not a boolean"),
@@ -170,7 +170,7 @@ def test_parquet_with_same_fields_and_with_wrong_column_types(settings: Settings
     pq.write_table(wrong, root / "wrong.parquet")
     _, report = ingest(settings)
     assert report.events_stored == 3 and report.records_quarantined == 1
-    assert q(settings, "SELECT event_id, reason FROM quarantine_log") == [("w1", "field time is not a integer (found String)")]
+    assert q(settings, "SELECT event_id, reason FROM quarantine_log") == [("w1", "field time is not an integer (found String)")]
 
 
 def test_summaries_are_fed_by_every_event_and_items_ever_received(settings: Settings) -> None:

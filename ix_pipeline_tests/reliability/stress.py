@@ -104,8 +104,7 @@ class StressFigures:
     operations: dict[str, int] = field(default_factory=dict)
     faults_injected: dict[str, int] = field(default_factory=dict)
     faults_fired: int = 0  # processes that really died (fault exit code or SIGKILL)
-    refusals: int = 0
-    stalls_unblocked: int = 0  # processes left waiting on a dead run's pool slot  # clean, expected refusals (e.g. an audience with an invalid filter)
+    refusals: int = 0  # clean, expected refusals (e.g. an audience with an invalid filter)
     items_expired_at_end: int = 0
     restores_done: int = 0
     rows_lost: int = 0
@@ -419,30 +418,6 @@ def _reader_worker(run: _Run, clock: _Clock, segments: list[str], rng: random.Ra
 # --------------------------------------------------------------------------------------------
 
 
-def _watchdog(run: _Run, done: threading.Event) -> None:
-    """Stand in for "the next `ix` run" while processes wait on a dead run's pool slot.
-
-    `ix` reaps dead CLI runs only when it starts; a process already waiting for the `hot_db`
-    slot when its holder dies keeps waiting (and polling) until some later `ix` run starts.
-    Under load that later run usually comes from another worker, but when every worker is
-    waiting nobody starts one: this thread then does what that run would do first, with the
-    same function. Each time it has to is counted (`stalls_unblocked`) and reported.
-    """
-    import dagster as dg
-
-    from ix_pipeline.orchestration.instance import reap_dead_cli_runs
-
-    instance = dg.DagsterInstance.from_config(str(run.settings.dagster_home))
-    try:
-        while not done.wait(5.0):
-            for run_id in reap_dead_cli_runs(instance):
-                run.log(f"watchdog: reaped dead run {run_id} that held the hot_db pool slot")
-                with run.lock:
-                    run.figures.stalls_unblocked += 1
-    finally:
-        instance.dispose()
-
-
 def _converge(run: _Run, clock: _Clock) -> None:
     """What an operator does after a bad night: ingest, expire, finish interrupted restores."""
     with hot_connection(run.settings.hot_db, read_only=True) as con:
@@ -555,9 +530,6 @@ def run_stress(
         threading.Thread(target=_restore_worker, args=(run, clock, items, random.Random(rng.random())), name="restore"),
         threading.Thread(target=_reader_worker, args=(run, clock, segments, random.Random(rng.random())), name="reader"),
     ]  # fmt: skip
-    watchdog_done = threading.Event()
-    watchdog = threading.Thread(target=_watchdog, args=(run, watchdog_done), name="watchdog")
-    watchdog.start()
     for w in workers:
         w.start()
     deadline = time.monotonic() + config.duration_s
@@ -567,8 +539,6 @@ def run_stress(
     log(f"load phase over after {time.monotonic() - started:.0f} s: {dict(run.ops)}; draining")
     for w in workers:
         w.join()
-    watchdog_done.set()
-    watchdog.join()
     _converge(run, clock)
     run.figures.events_written = len(writer.written)
     _check(run, writer.written)
