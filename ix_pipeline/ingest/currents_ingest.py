@@ -8,7 +8,10 @@ transaction as their rows).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import polars as pl
 
 from ix_pipeline.ingest.currents import (
     EVENT_SCHEMA,
+    ReadResult,
     UnreadableFile,
     discover,
     read_currents_file,
@@ -25,7 +29,7 @@ from ix_pipeline.ingest.quarantine import Quarantine, Rejected
 from ix_pipeline.store.events import (
     FileRecord,
     QuarantineEntry,
-    already_ingested,
+    pending_files,
     store_events,
 )
 
@@ -94,51 +98,77 @@ def ingest_currents(
         report.canvas_rows += result.canvas_rows
         pending.__init__()  # type: ignore[misc]
 
-    for done, path in enumerate(candidates, start=1):
+    todo: list[tuple[Path, os.stat_result]] = []
+    for path in candidates:
         report.files_seen += 1
         try:
-            stat = path.stat()
+            todo.append((path, path.stat()))
         except OSError as exc:
             # Named explicitly but gone (moved by its deliverer, a broken link): say so and
             # record nothing as ingested, so the file is read if it comes back.
-            pending.rejected.append(Rejected(str(path), -1, f"{path.name}: cannot read the file: {exc}"))
+            pending.rejected.append(
+                Rejected(str(path), -1, f"{path.name}: cannot read the file: {exc}")
+            )
             report.files_quarantined += 1
             report.count_reason(f"cannot read the file: {exc}")
-            continue
+    fresh = set(pending_files(con, [p for p, _ in todo]))
+    report.files_skipped += len(todo) - len(fresh)
+    todo = [(p, st) for p, st in todo if p in fresh]
+
+    for done, ((path, stat), outcome) in enumerate(_read_ahead(todo), start=1):
         source = str(path.resolve())
-        if already_ingested(con, source, stat.st_size, stat.st_mtime_ns):
-            report.files_skipped += 1
-            continue
         pending.paths[source] = path
-        try:
-            result = read_currents_file(path)
-        except UnreadableFile as exc:
-            reason = f"{path.name}: {exc}"
-            pending.rejected.append(Rejected(source, -1, reason))
+        if isinstance(outcome, UnreadableFile):
+            pending.rejected.append(Rejected(source, -1, f"{path.name}: {outcome}"))
             pending.files.append(
                 FileRecord(source, stat.st_size, stat.st_mtime_ns, "currents", "quarantined", 0, 0)
             )
             report.files_quarantined += 1
-            report.count_reason(str(exc))
+            report.count_reason(str(outcome))
         else:
-            frame = result.events.with_columns(pl.lit(source).alias("source"))
+            frame = outcome.events.with_columns(pl.lit(source).alias("source"))
             pending.frames.append(frame)
             pending.rows += frame.height
             pending.rejected.extend(
-                Rejected(source, r.record_index, r.reason, r.event_id, r.record) for r in result.rejected
+                Rejected(source, r.record_index, r.reason, r.event_id, r.record)
+                for r in outcome.rejected
             )
-            for r in result.rejected:
+            for r in outcome.rejected:
                 report.count_reason(r.reason)
-            report.records_read += result.records
-            report.records_quarantined += len(result.rejected)
+            report.records_read += outcome.records
+            report.records_quarantined += len(outcome.rejected)
             report.files_ingested += 1
             pending.files.append(
                 FileRecord(source, stat.st_size, stat.st_mtime_ns, "currents", "ingested",
-                           result.records, len(result.rejected))
+                           outcome.records, len(outcome.rejected))
             )  # fmt: skip
         if pending.rows >= batch_rows:
             flush()
         if progress:
-            progress(done, len(candidates))
+            progress(done, len(todo))
     flush()
     return report
+
+
+def _read_ahead(
+    todo: list[tuple[Path, os.stat_result]], depth: int = 3
+) -> Iterator[tuple[tuple[Path, os.stat_result], ReadResult | UnreadableFile]]:
+    """Read the next few files on a worker thread while the caller writes the current batch:
+    polars' reader and DuckDB's writer both release the GIL, so the two overlap."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="currents-reader") as pool:
+        ahead: deque[tuple[tuple[Path, os.stat_result], Future[ReadResult]]] = deque()
+        for item in todo:
+            ahead.append((item, pool.submit(read_currents_file, item[0])))
+            if len(ahead) > depth:
+                yield _settle(*ahead.popleft())
+        while ahead:
+            yield _settle(*ahead.popleft())
+
+
+def _settle(
+    item: tuple[Path, os.stat_result], future: Future[ReadResult]
+) -> tuple[tuple[Path, os.stat_result], ReadResult | UnreadableFile]:
+    try:
+        return item, future.result()
+    except UnreadableFile as exc:
+        return item, exc
