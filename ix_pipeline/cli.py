@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sys
 import threading
@@ -140,7 +141,11 @@ class IxGroup(click.Group):
             raise CliError(str(exc)) from None
         except OSError as exc:
             # The archive (a folder or a bucket) could not be read; deltalake raises OSError.
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            # deltalake's message nests the store's XML reply; its error code (NoSuchBucket,
+            # AccessDenied…) is what the operator needs, so it goes first.
+            text = " ".join(str(exc).split())
+            code = re.search(r"<Code>([^<]+)</Code>", text)
+            first = (f"{code.group(1)}: " if code else "") + (text[:300] or type(exc).__name__)
             raise CliError(
                 f"cannot read the archive at {os.environ.get('IX_ARCHIVE_URI') or 'the data dir'}: {first}"
             ) from None
