@@ -145,7 +145,8 @@ def store_events(
 
 
 def _last(kind_condition: str) -> str:
-    return f"max(to_timestamp(time)) FILTER (WHERE {kind_condition})"
+    # Convert after aggregating: one conversion per user instead of one per event.
+    return f"to_timestamp(max(time) FILTER (WHERE {kind_condition}))"
 
 
 def _update_user_summaries(con: duckdb.DuckDBPyConnection) -> None:
