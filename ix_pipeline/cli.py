@@ -70,7 +70,7 @@ def _run_job(
     settings: Settings, job_name: str, run_config: dict, tags: dict[str, str] | None = None
 ):  # type: ignore[no-untyped-def]
     from ix_pipeline.definitions import build_defs
-    from ix_pipeline.orchestration.instance import get_instance, reap_dead_cli_runs
+    from ix_pipeline.orchestration.instance import get_instance, reap_dead_cli_runs, unstick_pool
 
     instance = get_instance(settings.dagster_home)
     for run_id in reap_dead_cli_runs(instance):
@@ -82,6 +82,7 @@ def _run_job(
     def reap_while_waiting() -> None:
         while not stop.wait(REAP_INTERVAL_SECONDS):
             reap_dead_cli_runs(instance)
+            unstick_pool(instance)
 
     reaper = threading.Thread(target=reap_while_waiting, name="ix-reaper", daemon=True)
     reaper.start()
