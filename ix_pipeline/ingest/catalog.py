@@ -10,6 +10,7 @@ documents in the same transaction as the documents themselves, so they never dis
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ from ix_pipeline.audience.expressions import (
 )
 from ix_pipeline.ingest.currents import safe_event_id
 from ix_pipeline.ingest.quarantine import Quarantine, Rejected
-from ix_pipeline.store.events import FileRecord, QuarantineEntry, already_ingested
+from ix_pipeline.store.events import FileRecord, QuarantineEntry, pending_files
 from ix_pipeline.store.hot import insert_rows, transaction
 
 DOCUMENT_TYPES = ("campaign", "canvas", "segment", "content_card")
@@ -202,19 +203,21 @@ def ingest_catalog(
     rejected: list[Rejected] = []
     file_paths: dict[str, Path] = {}
     incoming: list[tuple[str, int, dict[str, Any]]] = []
+    todo: list[tuple[Path, os.stat_result]] = []
     for path in discover_catalog(paths):
         report.files_seen += 1
         try:
-            stat = path.stat()
+            todo.append((path, path.stat()))
         except OSError as exc:
             # Named explicitly but gone: say so, record nothing as ingested (see currents).
             rejected.append(Rejected(str(path), -1, f"{path.name}: cannot read the file: {exc}"))
             report.files_quarantined += 1
+    fresh = set(pending_files(con, [p for p, _ in todo]))
+    report.files_skipped += len(todo) - len(fresh)
+    for path, stat in todo:
+        if path not in fresh:
             continue
         source = str(path.resolve())
-        if already_ingested(con, source, stat.st_size, stat.st_mtime_ns):
-            report.files_skipped += 1
-            continue
         file_paths[source] = path
         try:
             good, bad = _read_catalog_file(path)

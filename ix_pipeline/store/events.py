@@ -76,14 +76,6 @@ def _with_meaning(events: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def already_ingested(con: duckdb.DuckDBPyConnection, path: str, size: int, mtime_ns: int) -> bool:
-    row = con.execute(
-        "SELECT 1 FROM ingested_files WHERE path = ? AND size = ? AND mtime_ns = ?",
-        [path, size, mtime_ns],
-    ).fetchall()
-    return bool(row)
-
-
 def store_events(
     con: duckdb.DuckDBPyConnection,
     events: pl.DataFrame,
