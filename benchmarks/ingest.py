@@ -39,6 +39,7 @@ from benchmarks.common import (  # noqa: E402
     verdict,
     write_section,
 )
+from ix_pipeline.ingest.currents_ingest import BATCH_ROWS as INGEST_BATCH_ROWS  # noqa: E402
 
 TARGET_RATIO = 1.5
 TARGET_RSS_MB = 1.5 * 1024
@@ -223,9 +224,11 @@ in {meta["files"]} Currents Avro files ({int(meta["bytes"]) / 2**20:.0f} MB, def
 {text}
 
 Ours: `ingest_currents(con, [currents_dir], …)` on a fresh hot store (`hot_connection`), batches
-of its default size (300,000 rows; files read ahead on a worker thread), one transaction each: validation, ledger anti-join (de-duplication),
-hot rows, `event_ledger`, `user_summaries`, `user_inbound_keywords`, `item_analytics`,
-`ingested_files`. Baseline: `pl.read_avro` of each file (event type from the `event_type=` folder),
+of its default size ({INGEST_BATCH_ROWS:,} events; files read, validated and typed ahead on two worker
+threads), one transaction each: the ledger check (de-duplication), hot rows, `event_ledger`, the
+batch's per-user / per-keyword / per-item aggregates into the `*_pending` tables,
+`ingested_files`; then one fold of the pending aggregates into `user_summaries`,
+`user_inbound_keywords` and `item_analytics`. Baseline: `pl.read_avro` of each file (event type from the `event_type=` folder),
 `pl.concat` per {BATCH_ROWS:,} rows and `INSERT INTO raw_events BY NAME` into one plain table
 of a fresh DuckDB file; no validation, no de-duplication, no derived tables. Each runs in its
 own child process; times are measured inside the child (open to close, CHECKPOINT included),

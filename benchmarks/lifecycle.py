@@ -178,7 +178,7 @@ def build(folder: Path, events: int) -> None:
         )
         for item_type in ("campaign", "canvas"):
             con.execute(
-                f"INSERT INTO event_ledger SELECT id, '{item_type}', item_id, time, "  # noqa: S608
+                f"INSERT INTO event_ledger SELECT id, '{item_type}', "  # noqa: S608
                 f"TIMESTAMPTZ '2025-05-31 00:00:00+00' FROM {item_type}_interactions"
             )
         report = ingest_catalog(con, [catalog_dir], folder / "quarantine", "bench-build")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from ix_pipeline.faults import FAULT_ENV, FAULT_EXIT_CODE
-from ix_pipeline.settings import Settings
+from ix_pipeline.ingest.currents_ingest import ingest_currents
+from ix_pipeline.settings import Settings, load_settings
 from ix_pipeline.store.hot import hot_connection
 from ix_pipeline_tests.conftest import q
 from ix_pipeline_tests.lifecycle import scenario
@@ -107,6 +109,27 @@ def test_expiry_killed_mid_way_converges_on_the_next_run(files_only: Settings, f
     restored = ix_json(settings, "restore", "--campaign", "cmp_stop", "--campaign", "cmp_tagref", "--canvas", "cnv_stop")
     assert restored["rows_restored"] == sum(len(r) for r in rows.values())  # type: ignore[index]
     assert {i: rows_of(settings, i) for i in EXPIRING} == rows
+
+
+def test_ingest_killed_before_the_summary_fold_loses_no_summary(files_only: Settings, tmp_path: Path) -> None:
+    settings = files_only
+    crashed = ix(settings, "ingest", fault="ingest.before_fold", check=False)
+    assert crashed.returncode == FAULT_EXIT_CODE
+    # The events and their batch aggregates are committed; only the fold is left to do.
+    assert q(settings, "SELECT count(*) FROM event_ledger") == [(77,)]
+    assert q(settings, "SELECT count(*) > 0 FROM user_summaries_pending") == [(True,)]
+    assert q(settings, "SELECT count(*) FROM user_summaries") == [(0,)]
+    ix(settings, "ingest")  # no new file: the run folds what the crashed one left
+    assert q(settings, "SELECT count(*) FROM user_summaries_pending") == [(0,)]
+    clean = load_settings(tmp_path / "clean")
+    shutil.copytree(settings.landing, clean.landing)
+    with hot_connection(clean.hot_db) as con:
+        ingest_currents(con, [clean.landing], clean.quarantine, "clean")
+    sets = "list_sort(feature_flags) AS feature_flags, list_sort(clicked_aliases) AS clicked_aliases, " \
+        "list_sort(items_received) AS items_received"
+    for sql in (f"SELECT * REPLACE ({sets}) FROM user_summaries ORDER BY user_id",  # noqa: S608
+                "SELECT * FROM user_inbound_keywords ORDER BY ALL", "SELECT * FROM item_analytics ORDER BY ALL"):  # fmt: skip
+        assert q(settings, sql) == q(clean, sql), sql
 
 
 def test_restore_killed_mid_copy_converges_without_duplicates(files_only: Settings) -> None:

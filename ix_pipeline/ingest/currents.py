@@ -367,16 +367,19 @@ def _validate(
     flagged = typed.with_columns(pl.coalesce(checks).alias("_reason")).drop(
         [c for c in typed.columns if c.startswith("_range_") or c == "_type_reason"]
     )
+    if flagged["_reason"].null_count() == flagged.height:
+        # The usual case: no copy of the file's rows just to drop none of them.
+        return ReadResult(source=source, events=flagged.drop("_reason"), rejected=rejected,
+                          records=n_records)  # fmt: skip
     bad = flagged.filter(pl.col("_reason").is_not_null())
-    if bad.height:
-        raw_bad = raw.join(bad.select("record_index", "_reason"), on="record_index", how="inner")
-        for rec in raw_bad.iter_rows(named=True):
-            reason_text = rec.pop("_reason")
-            idx = rec.pop("record_index")
-            rejected.append(
-                Rejected(
-                    source, int(idx), reason_text, event_id=safe_event_id(rec.get("id")), record=rec
-                )
+    raw_bad = raw.join(bad.select("record_index", "_reason"), on="record_index", how="inner")
+    for rec in raw_bad.iter_rows(named=True):
+        reason_text = rec.pop("_reason")
+        idx = rec.pop("record_index")
+        rejected.append(
+            Rejected(
+                source, int(idx), reason_text, event_id=safe_event_id(rec.get("id")), record=rec
             )
+        )
     good = flagged.filter(pl.col("_reason").is_null()).drop("_reason")
     return ReadResult(source=source, events=good, rejected=rejected, records=n_records)

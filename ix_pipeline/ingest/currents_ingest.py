@@ -17,7 +17,9 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
+from ix_pipeline.faults import fault_point
 from ix_pipeline.ingest.currents import (
     EVENT_SCHEMA,
     ReadResult,
@@ -25,13 +27,16 @@ from ix_pipeline.ingest.currents import (
     discover,
     read_currents_file,
 )
+from ix_pipeline.ingest.event_types import with_meaning
 from ix_pipeline.ingest.quarantine import Quarantine, Rejected
 from ix_pipeline.store.events import (
     FileRecord,
     QuarantineEntry,
+    fold_pending,
     pending_files,
     store_events,
 )
+from ix_pipeline.store.hot import memory_limit
 
 Progress = Callable[[int, int], None]
 
@@ -57,11 +62,17 @@ class IngestReport:
 
 @dataclass
 class _Pending:
-    frames: list[pl.DataFrame] = field(default_factory=list)
+    tables: list[pa.Table] = field(default_factory=list)
     files: list[FileRecord] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     paths: dict[str, Path] = field(default_factory=dict)
     rows: int = 0
+
+
+# A batch lives in Python (about 400 MB per million events) while DuckDB writes it, so DuckDB
+# gets less than its usual limit meanwhile: the process peaks near 1.1 GB at the defaults.
+BATCH_ROWS = 1_000_000
+INGEST_DUCKDB_MEMORY = "512MB"
 
 
 def ingest_currents(
@@ -70,10 +81,25 @@ def ingest_currents(
     quarantine_root: Path,
     run_id: str,
     *,
-    batch_rows: int = 300_000,
+    batch_rows: int = BATCH_ROWS,
     progress: Progress | None = None,
 ) -> IngestReport:
+    """Ingest every Currents file under `paths` not ingested before; see the module docstring."""
+    with memory_limit(con, INGEST_DUCKDB_MEMORY):
+        return _ingest(con, paths, quarantine_root, run_id, batch_rows, progress)
+
+
+def _ingest(
+    con: duckdb.DuckDBPyConnection,
+    paths: Iterable[Path],
+    quarantine_root: Path,
+    run_id: str,
+    batch_rows: int,
+    progress: Progress | None,
+) -> IngestReport:
     report = IngestReport()
+    # Summaries a crashed run left pending come first, so they are never folded out of order.
+    fold_pending(con)
     quarantine = Quarantine(quarantine_root)
     candidates = list(discover(paths))
     pending = _Pending()
@@ -86,12 +112,9 @@ def ingest_currents(
             QuarantineEntry(r.source, r.record_index, r.event_id, r.reason, saved[i])
             for i, r in enumerate(pending.rejected)
         ]
-        events = (
-            pl.concat(pending.frames, how="vertical")
-            if pending.frames
-            else pl.DataFrame(schema={**EVENT_SCHEMA, "source": pl.String()})
-        )
-        result = store_events(con, events.drop("record_index"), pending.files, entries, run_id)
+        # Zero-copy: DuckDB reads each file's chunks as the reader left them.
+        events = pa.concat_tables(pending.tables or [_EMPTY])
+        result = store_events(con, events, pending.files, entries, run_id)
         report.events_stored += result.stored
         report.duplicates_skipped += result.duplicates
         report.campaign_rows += result.campaign_rows
@@ -126,39 +149,64 @@ def ingest_currents(
             report.files_quarantined += 1
             report.count_reason(str(outcome))
         else:
-            frame = outcome.events.with_columns(pl.lit(source).alias("source"))
-            pending.frames.append(frame)
-            pending.rows += frame.height
+            read, table = outcome
+            file_no = pl.repeat(len(pending.files), table.num_rows, dtype=pl.Int32(), eager=True)
+            pending.tables.append(table.append_column("file_no", file_no.to_arrow()))
+            pending.rows += table.num_rows
             pending.rejected.extend(
                 Rejected(source, r.record_index, r.reason, r.event_id, r.record)
-                for r in outcome.rejected
+                for r in read.rejected
             )
-            for r in outcome.rejected:
+            for r in read.rejected:
                 report.count_reason(r.reason)
-            report.records_read += outcome.records
-            report.records_quarantined += len(outcome.rejected)
+            report.records_read += read.records
+            report.records_quarantined += len(read.rejected)
             report.files_ingested += 1
             pending.files.append(
                 FileRecord(source, stat.st_size, stat.st_mtime_ns, "currents", "ingested",
-                           outcome.records, len(outcome.rejected))
+                           read.records, len(read.rejected))
             )  # fmt: skip
         if pending.rows >= batch_rows:
             flush()
         if progress:
             progress(done, len(todo))
     flush()
+    fault_point("ingest.before_fold")
+    fold_pending(con)
     return report
 
 
+def _as_arrow(events: pl.DataFrame) -> pa.Table:
+    # String views: the same buffers as polars', no copy (plain Arrow strings would copy all).
+    return events.to_arrow(compat_level=pl.CompatLevel.newest())
+
+
+_EMPTY = _as_arrow(
+    with_meaning(pl.DataFrame(schema=EVENT_SCHEMA)).with_columns(
+        pl.lit(0, pl.Int32()).alias("file_no")
+    )
+)
+
+
+_Read = tuple[ReadResult, pa.Table]
+
+
+def _read(path: Path) -> _Read:
+    """On a reader thread: read and validate a file, and give its events their meaning as Arrow."""
+    result = read_currents_file(path)
+    return result, _as_arrow(with_meaning(result.events))
+
+
 def _read_ahead(
-    todo: list[tuple[Path, os.stat_result]], depth: int = 3
-) -> Iterator[tuple[tuple[Path, os.stat_result], ReadResult | UnreadableFile]]:
-    """Read the next few files on a worker thread while the caller writes the current batch:
-    polars' reader and DuckDB's writer both release the GIL, so the two overlap."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="currents-reader") as pool:
-        ahead: deque[tuple[tuple[Path, os.stat_result], Future[ReadResult]]] = deque()
+    todo: list[tuple[Path, os.stat_result]], depth: int = 4, workers: int = 2
+) -> Iterator[tuple[tuple[Path, os.stat_result], _Read | UnreadableFile]]:
+    """Read the next few files on worker threads while the caller writes the current batch,
+    in order: polars' Avro reader is single-threaded and, like DuckDB's writer, releases the
+    GIL, so two readers keep up with the writer where one made it wait a third of the time."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="currents-reader") as pool:
+        ahead: deque[tuple[tuple[Path, os.stat_result], Future[_Read]]] = deque()
         for item in todo:
-            ahead.append((item, pool.submit(read_currents_file, item[0])))
+            ahead.append((item, pool.submit(_read, item[0])))
             if len(ahead) > depth:
                 yield _settle(*ahead.popleft())
         while ahead:
@@ -166,8 +214,8 @@ def _read_ahead(
 
 
 def _settle(
-    item: tuple[Path, os.stat_result], future: Future[ReadResult]
-) -> tuple[tuple[Path, os.stat_result], ReadResult | UnreadableFile]:
+    item: tuple[Path, os.stat_result], future: Future[_Read]
+) -> tuple[tuple[Path, os.stat_result], _Read | UnreadableFile]:
     try:
         return item, future.result()
     except UnreadableFile as exc:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import polars as pl
+
 Kind = Literal["received", "opened", "clicked", "converted", "control", "entry", "summary"]
 
 
@@ -66,3 +68,35 @@ SUMMARY_CHANNELS: dict[str, str] = {
     "webhook": "webhook",
     "whatsapp": "whatsapp",
 }
+
+
+def with_meaning(events: pl.DataFrame) -> pl.DataFrame:
+    """Adds kind, channel, item_type and item_id to validated events (known event types only).
+
+    A Canvas id wins over a campaign id because Canvas message events can also carry the id
+    of the campaign behind a step. Columns are added, never copied: batches are large.
+    """
+    types = events.get_column("event_type")
+    if types.len() and types.null_count() == 0 and types.min() == types.max():
+        # A Currents Avro file holds one event type: two constants, no lookup per row.
+        meaning = EVENT_MEANINGS.get(str(types.min()))
+        kind = pl.lit(meaning.kind if meaning else None, pl.String())
+        channel = pl.lit(meaning.channel if meaning else None, pl.String())
+    else:
+        kind = pl.col("event_type").replace_strict(
+            {t: m.kind for t, m in EVENT_MEANINGS.items()}, default=None, return_dtype=pl.String()
+        )
+        channel = pl.col("event_type").replace_strict(
+            {t: m.channel for t, m in EVENT_MEANINGS.items()},
+            default=None,
+            return_dtype=pl.String(),
+        )
+    interaction = kind != "summary"
+    return events.with_columns(kind.alias("kind"), channel.alias("channel")).with_columns(
+        pl.when(interaction & pl.col("canvas_id").is_not_null())
+        .then(pl.lit("canvas"))
+        .when(interaction & pl.col("campaign_id").is_not_null())
+        .then(pl.lit("campaign"))
+        .alias("item_type"),
+        pl.when(interaction).then(pl.coalesce("canvas_id", "campaign_id")).alias("item_id"),
+    )

@@ -1,8 +1,16 @@
 """Writes of ingested events: hot interaction rows, the ledger, summaries and analytics.
 
-One call is one DuckDB transaction: either a batch of files is fully recorded (rows, ledger,
-summaries, analytics, the files as ingested, their quarantine entries) or nothing is, so a
-crash mid-ingest leaves no partial state and the same files are simply read again.
+One `store_events` call is one DuckDB transaction: either a batch of files is fully recorded
+(rows, ledger, the batch's summary and analytics aggregates, the files as ingested, their
+quarantine entries) or nothing is, so a crash mid-ingest leaves no partial state and the same
+files are simply read again.
+
+The per-user summaries, keyword dates and item analytics are folded in two steps, because
+updating 100,000 wide summary rows in every batch was a third of an ingest's time:
+each batch appends its own aggregate to a `*_pending` table (an append, in the batch's
+transaction), and `fold_pending` merges those into the real tables once per run, in one
+transaction of its own. A crash between the two leaves the aggregates pending, never lost:
+the next ingest folds them first.
 """
 
 from __future__ import annotations
@@ -12,12 +20,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
-import polars as pl
 import pyarrow as pa
 
-from ix_pipeline.ingest.event_types import EVENT_MEANINGS, SUMMARY_CHANNELS
-from ix_pipeline.store.hot import transaction
-from ix_pipeline.store.schema import INTERACTION_COLUMN_NAMES, ITEM_TYPES, interaction_table
+from ix_pipeline.ingest.event_types import SUMMARY_CHANNELS
+from ix_pipeline.store.hot import insert_rows, scalar, transaction
+from ix_pipeline.store.schema import (
+    DERIVED_TABLES,
+    INTERACTION_COLUMN_NAMES,
+    ITEM_TYPES,
+    interaction_table,
+    pending_table,
+)
 
 
 @dataclass(frozen=True)
@@ -49,91 +62,94 @@ class BatchResult:
     summary_only: int
 
 
-_MEANINGS = pl.DataFrame(
-    {
-        "event_type": list(EVENT_MEANINGS),
-        "kind": [m.kind for m in EVENT_MEANINGS.values()],
-        "channel": [m.channel for m in EVENT_MEANINGS.values()],
-    }
-)
-
-
-def _with_meaning(events: pl.DataFrame) -> pl.DataFrame:
-    """Adds kind, channel, item_type and item_id; a Canvas id wins over a campaign id because
-    Canvas message events can also carry the id of the campaign behind a step."""
-    return events.join(_MEANINGS, on="event_type", how="left").with_columns(
-        pl.when(pl.col("kind") == "summary")
-        .then(None)
-        .when(pl.col("canvas_id").is_not_null())
-        .then(pl.lit("canvas"))
-        .when(pl.col("campaign_id").is_not_null())
-        .then(pl.lit("campaign"))
-        .alias("item_type"),
-        pl.when(pl.col("kind") == "summary")
-        .then(None)
-        .otherwise(pl.coalesce("canvas_id", "campaign_id"))
-        .alias("item_id"),
-    )
-
-
 def store_events(
     con: duckdb.DuckDBPyConnection,
-    events: pl.DataFrame,
+    events: pa.Table,
     files: list[FileRecord],
     quarantined: list[QuarantineEntry],
     run_id: str,
 ) -> BatchResult:
-    """Store a batch of validated events (EVENT_SCHEMA columns) once each, atomically."""
+    """Store a batch of validated events once each, atomically.
+
+    `events` has the stored Currents fields, the meaning columns of `with_meaning`,
+    `record_index` and `file_no` (the index in `files` of the file each event came from).
+    """
     now = datetime.now(UTC)
-    batch = _with_meaning(events.unique(subset=["id"], keep="first", maintain_order=True))
-    con.register("_batch", batch.to_arrow())
+    con.register("_batch", events)
     try:
         with transaction(con):
-            # At-least-once delivery: anything whose id the ledger knows was stored before.
-            con.execute(
-                """CREATE OR REPLACE TEMP TABLE _new AS
-                   SELECT b.* FROM _batch b ANTI JOIN event_ledger l ON l.id = b.id"""
-            )
-            new_count = con.execute("SELECT count(*) FROM _new").fetchall()[0][0]
-            con.execute(
-                "INSERT INTO event_ledger SELECT id, item_type, item_id, time, ? FROM _new", [now]
-            )
-            counts: dict[str, int] = {}
-            cols = ", ".join(INTERACTION_COLUMN_NAMES)
-            for item_type in ITEM_TYPES:
-                table = interaction_table(item_type)
-                con.execute(
-                    f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _new WHERE item_type = ?",  # noqa: S608
-                    [item_type],
-                )
-                counts[item_type] = con.execute(
-                    "SELECT count(*) FROM _new WHERE item_type = ?", [item_type]
-                ).fetchall()[0][0]
-            _update_user_summaries(con)
-            _update_item_analytics(con)
-            stored_per_file = dict(
-                con.execute("SELECT source, count(*) FROM _new GROUP BY source").fetchall()
-            )
-            con.executemany(
+            _register_kept(con)
+            _write_batch(con, now)
+            per_file: dict[int, int] = {}
+            per_type: dict[str | None, int] = {}
+            for file_no, item_type, n in con.execute(
+                "SELECT file_no, item_type, count(*) FROM _kept GROUP BY ALL"
+            ).fetchall():
+                per_file[file_no] = per_file.get(file_no, 0) + n
+                per_type[item_type] = per_type.get(item_type, 0) + n
+            insert_rows(
+                con,
                 "INSERT OR REPLACE INTO ingested_files VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
-                [(f.path, f.size, f.mtime_ns, f.kind, f.status, f.records, stored_per_file.get(f.path, 0),
-                  f.quarantined, now, run_id) for f in files],
+                [(f.path, f.size, f.mtime_ns, f.kind, f.status, f.records, per_file.get(i, 0),
+                  f.quarantined, now, run_id) for i, f in enumerate(files)],
             )  # fmt: skip
-            for q in quarantined:
-                con.execute(
-                    "INSERT INTO quarantine_log VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [now, q.source, q.record_index, q.event_id, q.reason, q.saved_to, run_id],
-                )
-            con.execute("DROP TABLE _new")
+            insert_rows(
+                con,
+                "INSERT INTO quarantine_log VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(now, q.source, q.record_index, q.event_id, q.reason, q.saved_to, run_id)
+                 for q in quarantined],
+            )  # fmt: skip
     finally:
-        con.unregister("_batch")
+        con.execute("DROP VIEW IF EXISTS _kept")
+        for name in ("_batch", "_drop"):
+            con.unregister(name)
+    stored = sum(per_type.values())
+    campaign, canvas = per_type.get("campaign", 0), per_type.get("canvas", 0)
     return BatchResult(
-        stored=new_count,
-        duplicates=events.height - new_count,
-        campaign_rows=counts["campaign"],
-        canvas_rows=counts["canvas"],
-        summary_only=new_count - counts["campaign"] - counts["canvas"],
+        stored=stored,
+        duplicates=events.num_rows - stored,
+        campaign_rows=campaign,
+        canvas_rows=canvas,
+        summary_only=stored - campaign - canvas,
     )
+
+
+def _register_kept(con: duckdb.DuckDBPyConnection) -> None:
+    """`_kept`: the rows of `_batch` to store. At-least-once delivery: an id the ledger knows
+    was stored before, and within the batch the first delivery wins. Redeliveries are few,
+    so the rows to drop are listed (small) and everything else is kept, instead of a mask
+    computed over every row."""
+    drop = con.sql(
+        """SELECT file_no, record_index FROM (
+             SELECT file_no, record_index,
+                    row_number() OVER (PARTITION BY id ORDER BY file_no, record_index) AS nth
+             FROM _batch WHERE id IN (SELECT id FROM _batch GROUP BY id HAVING count(*) > 1))
+           WHERE nth > 1
+           UNION ALL
+           SELECT b.file_no, b.record_index FROM _batch b SEMI JOIN event_ledger l ON l.id = b.id"""
+    ).to_arrow_table()
+    con.register("_drop", drop)
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW _kept AS SELECT * FROM _batch "  # noqa: S608
+        + ("ANTI JOIN _drop USING (file_no, record_index)" if drop.num_rows else "")
+    )
+
+
+def _write_batch(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
+    """Rows, ledger and this batch's aggregates, from the view `_kept`."""
+    cols = ", ".join(INTERACTION_COLUMN_NAMES)
+    for item_type in ITEM_TYPES:
+        con.execute(
+            f"INSERT INTO {interaction_table(item_type)} ({cols}) "  # noqa: S608
+            f"SELECT {cols} FROM _kept WHERE item_type = ?",
+            [item_type],
+        )
+    con.execute(
+        "INSERT INTO event_ledger (id, item_type, ingested_at) SELECT id, item_type, ? FROM _kept",
+        [now],
+    )
+    for table, aggregate in _BATCH_AGGREGATES.items():
+        con.execute(f"INSERT INTO {pending_table(table)} BY NAME {aggregate}")
 
 
 def _last(kind_condition: str) -> str:
@@ -141,108 +157,145 @@ def _last(kind_condition: str) -> str:
     return f"to_timestamp(max(time) FILTER (WHERE {kind_condition}))"
 
 
-def _update_user_summaries(con: duckdb.DuckDBPyConnection) -> None:
-    """Fold the new events into per-user summaries; expiry never touches these."""
-    channel_cols = {
+# What a batch adds to each user's summary (FORMATS.md §1: the facts that never expire).
+_SUMMARY_AGGREGATES: dict[str, str] = {
+    "external_user_id": "max(external_user_id)",
+    "last_received_any": _last("kind = 'received'"),
+    **{
         f"last_received_{short}": _last(f"kind = 'received' AND channel = '{raw}'")
         for raw, short in SUMMARY_CHANNELS.items()
-    }
-    aggregates = {
-        "external_user_id": "max(external_user_id)",
-        "last_received_any": _last("kind = 'received'"),
-        **channel_cols,
-        "last_engaged": _last("kind IN ('opened', 'clicked')"),
-        "last_enrolled_control": _last("kind = 'control' OR (kind = 'entry' AND in_control_group)"),
-        "last_in_app_impression": _last("event_type = 'users.messages.inappmessage.Impression'"),
-        "hard_bounced_at": _last("event_type = 'users.messages.email.Bounce'"),
-        "marked_spam_at": _last("event_type = 'users.messages.email.MarkAsSpam'"),
-        "invalid_phone_at": _last(
-            "event_type IN ('users.messages.sms.DeliveryFailure', 'users.messages.sms.Rejection')"
-        ),
-        "last_inbound_keyword_category": "arg_max(action, time) FILTER (WHERE event_type = "
-        "'users.messages.sms.InboundReceive' AND action IS NOT NULL)",
-        "last_inbound_keyword_at": _last(
-            "event_type = 'users.messages.sms.InboundReceive' AND action IS NOT NULL"
-        ),
-        "news_feed_views": "count(*) FILTER (WHERE event_type = "
-        "'users.behaviors.app.NewsFeedImpression')",
-        "last_news_feed_view": _last("event_type = 'users.behaviors.app.NewsFeedImpression'"),
-        "feature_flags": "list_distinct(list(feature_flag_id_name) FILTER (WHERE event_type = "
-        "'users.messages.featureflag.Impression' AND feature_flag_id_name IS NOT NULL))",
-        "clicked_aliases": "list_distinct(list(link_alias) FILTER (WHERE kind = 'clicked' "
-        "AND link_alias IS NOT NULL))",
-        # Campaign ids and Canvas step ids: what "Has Never Received a Message from…" reads.
-        "items_received": "list_distinct(list(coalesce(canvas_step_id, campaign_id)) FILTER "
-        "(WHERE kind = 'received' AND coalesce(canvas_step_id, campaign_id) IS NOT NULL))",
-    }
-    select = ", ".join(f"{expr} AS {name}" for name, expr in aggregates.items())
-    merges = []
-    for name in aggregates:
+    },
+    "last_engaged": _last("kind IN ('opened', 'clicked')"),
+    "last_enrolled_control": _last("kind = 'control' OR (kind = 'entry' AND in_control_group)"),
+    "last_in_app_impression": _last("event_type = 'users.messages.inappmessage.Impression'"),
+    "hard_bounced_at": _last("event_type = 'users.messages.email.Bounce'"),
+    "marked_spam_at": _last("event_type = 'users.messages.email.MarkAsSpam'"),
+    "invalid_phone_at": _last(
+        "event_type IN ('users.messages.sms.DeliveryFailure', 'users.messages.sms.Rejection')"
+    ),
+    "last_inbound_keyword_category": "arg_max(action, time) FILTER (WHERE event_type = "
+    "'users.messages.sms.InboundReceive' AND action IS NOT NULL)",
+    "last_inbound_keyword_at": _last(
+        "event_type = 'users.messages.sms.InboundReceive' AND action IS NOT NULL"
+    ),
+    "news_feed_views": "count(*) FILTER (WHERE event_type = "
+    "'users.behaviors.app.NewsFeedImpression')",
+    "last_news_feed_view": _last("event_type = 'users.behaviors.app.NewsFeedImpression'"),
+    "feature_flags": "list_distinct(list(feature_flag_id_name) FILTER (WHERE event_type = "
+    "'users.messages.featureflag.Impression' AND feature_flag_id_name IS NOT NULL))",
+    "clicked_aliases": "list_distinct(list(link_alias) FILTER (WHERE kind = 'clicked' "
+    "AND link_alias IS NOT NULL))",
+    # Campaign ids and Canvas step ids: what "Has Never Received a Message from…" reads.
+    "items_received": "list_distinct(list(coalesce(canvas_step_id, campaign_id)) FILTER "
+    "(WHERE kind = 'received' AND coalesce(canvas_step_id, campaign_id) IS NOT NULL))",
+}
+_LISTS = ("feature_flags", "clicked_aliases", "items_received")
+
+_BATCH_AGGREGATES: dict[str, str] = {
+    "user_summaries": "SELECT user_id, "  # noqa: S608
+    + ", ".join(f"{expr} AS {name}" for name, expr in _SUMMARY_AGGREGATES.items())
+    + " FROM _kept GROUP BY user_id",
+    "user_inbound_keywords": "SELECT user_id, action AS category, "
+    "to_timestamp(max(time)) AS last_at FROM _kept "
+    "WHERE event_type = 'users.messages.sms.InboundReceive' AND action IS NOT NULL GROUP BY ALL",
+    "item_analytics": "SELECT item_type, item_id, "
+    "coalesce(canvas_variation_id, message_variation_id, '') AS variant_id, "
+    "coalesce(canvas_step_id, '') AS step_id, kind, event_type, "
+    "CAST(to_timestamp(time) AS DATE) AS day, count(*) AS events FROM _kept "
+    "WHERE item_id IS NOT NULL GROUP BY ALL",
+}
+
+
+@dataclass(frozen=True)
+class _Fold:
+    """How pending aggregates of one derived table combine with each other (`combine`, in a
+    GROUP BY over the keys) and with the stored row (`merge`, the SET of an UPDATE)."""
+
+    keys: tuple[str, ...]
+    combine: dict[str, str]
+    merge: dict[str, str]
+
+
+def _summary_fold() -> _Fold:
+    combine: dict[str, str] = {}
+    merge: dict[str, str] = {}
+    for name in _SUMMARY_AGGREGATES:
         old, new = f"user_summaries.{name}", f"a.{name}"
         if name == "external_user_id":
-            merges.append(f"{name} = coalesce({new}, {old})")
+            combine[name] = f"max({name})"
+            merge[name] = f"coalesce({new}, {old})"
         elif name == "news_feed_views":
-            merges.append(f"{name} = coalesce({old}, 0) + {new}")
-        elif name in ("feature_flags", "clicked_aliases", "items_received"):
-            merges.append(
-                f"{name} = list_distinct(list_concat(coalesce({old}, []), coalesce({new}, [])))"
-            )
+            combine[name] = f"sum({name})"
+            merge[name] = f"coalesce({old}, 0) + {new}"
+        elif name in _LISTS:
+            combine[name] = f"list_distinct(flatten(list({name})))"
+            merge[name] = f"list_distinct(list_concat(coalesce({old}, []), coalesce({new}, [])))"
         elif name == "last_inbound_keyword_category":
-            merges.append(
-                f"{name} = CASE WHEN a.last_inbound_keyword_at >= coalesce("
+            combine[name] = f"arg_max({name}, last_inbound_keyword_at)"
+            merge[name] = (
+                f"CASE WHEN a.last_inbound_keyword_at >= coalesce("
                 f"user_summaries.last_inbound_keyword_at, a.last_inbound_keyword_at) "
                 f"THEN {new} ELSE {old} END"
             )
         else:
-            merges.append(f"{name} = greatest({old}, {new})")
-    names = ", ".join(aggregates)
-    # Aggregate once, then update the users seen before and append the new ones: an
-    # `INSERT … ON CONFLICT DO UPDATE` goes row by row and was most of an ingest's time.
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _agg AS SELECT user_id, {select} FROM _new GROUP BY user_id"  # noqa: S608
-    )
-    _merge(con, "user_summaries", ["user_id"], ", ".join(merges), f"user_id, {names}")
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE _agg AS
-           SELECT user_id, action AS category, max(to_timestamp(time)) AS last_at FROM _new
-           WHERE event_type = 'users.messages.sms.InboundReceive' AND action IS NOT NULL
-           GROUP BY ALL"""
-    )
-    _merge(
-        con, "user_inbound_keywords", ["user_id", "category"],
-        "last_at = greatest(user_inbound_keywords.last_at, a.last_at)", "user_id, category, last_at",
-    )  # fmt: skip
+            combine[name] = f"max({name})"
+            merge[name] = f"greatest({old}, {new})"
+    return _Fold(("user_id",), combine, merge)
 
 
-def _merge(
-    con: duckdb.DuckDBPyConnection, table: str, keys: list[str], set_sql: str, columns: str
-) -> None:
-    """Upsert the temp table `_agg` into `table` on `keys`, set-wise: UPDATE … FROM for the
-    keys seen before, then INSERT the rest."""
-    match = " AND ".join(f"{table}.{k} = a.{k}" for k in keys)
+_FOLDS: dict[str, _Fold] = {
+    "user_summaries": _summary_fold(),
+    "user_inbound_keywords": _Fold(
+        ("user_id", "category"),
+        {"last_at": "max(last_at)"},
+        {"last_at": "greatest(user_inbound_keywords.last_at, a.last_at)"},
+    ),
+    "item_analytics": _Fold(
+        ("item_type", "item_id", "variant_id", "step_id", "kind", "event_type", "day"),
+        {"events": "sum(events)::BIGINT"},
+        {"events": "item_analytics.events + a.events"},
+    ),
+}
+assert set(_FOLDS) == set(_BATCH_AGGREGATES) == set(DERIVED_TABLES)
+
+
+def fold_pending(con: duckdb.DuckDBPyConnection) -> int:
+    """Merge every pending batch aggregate into its table, in one transaction; returns how
+    many pending rows were folded. Ingestion calls it at the end of each run, and at the
+    start, to finish what a crashed run left."""
+    folded = 0
+    with transaction(con):
+        for table, fold in _FOLDS.items():
+            pending = pending_table(table)
+            n = scalar(con, f"SELECT count(*) FROM {pending}")  # noqa: S608
+            if not n:
+                continue
+            keys = ", ".join(fold.keys)
+            combined = ", ".join(f"{expr} AS {name}" for name, expr in fold.combine.items())
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE _agg AS SELECT {keys}, {combined} "  # noqa: S608
+                f"FROM {pending} GROUP BY {keys}"
+            )
+            _merge(con, table, fold)
+            con.execute(f"DELETE FROM {pending}")  # noqa: S608
+            folded += n
+    return folded
+
+
+def _merge(con: duckdb.DuckDBPyConnection, table: str, fold: _Fold) -> None:
+    """Upsert the temp table `_agg` into `table` on the fold's keys, set-wise: UPDATE … FROM
+    for the keys seen before, then INSERT the rest (an `INSERT … ON CONFLICT DO UPDATE` goes
+    row by row and needs an index that slows every batch down)."""
+    match = " AND ".join(f"{table}.{k} = a.{k}" for k in fold.keys)
+    set_sql = ", ".join(f"{name} = {expr}" for name, expr in fold.merge.items())
     con.execute(f"UPDATE {table} SET {set_sql} FROM _agg a WHERE {match}")  # noqa: S608
-    exists = " AND ".join(f"t.{k} = a.{k}" for k in keys)
+    exists = " AND ".join(f"t.{k} = a.{k}" for k in fold.keys)
+    columns = ", ".join((*fold.keys, *fold.combine))
     con.execute(
         f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _agg a "  # noqa: S608
         f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {exists})"
     )
     con.execute("DROP TABLE _agg")
-
-
-def _update_item_analytics(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE _agg AS
-           SELECT item_type, item_id,
-                  coalesce(canvas_variation_id, message_variation_id, '') AS variant_id,
-                  coalesce(canvas_step_id, '') AS step_id, kind, event_type,
-                  CAST(to_timestamp(time) AS DATE) AS day, count(*) AS events
-           FROM _new WHERE item_id IS NOT NULL GROUP BY ALL"""
-    )
-    _merge(
-        con, "item_analytics", ["item_type", "item_id", "variant_id", "step_id", "event_type", "day"],
-        "events = item_analytics.events + a.events",
-        "item_type, item_id, variant_id, step_id, kind, event_type, day, events",
-    )  # fmt: skip
 
 
 def pending_files(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> list[Path]:

@@ -62,6 +62,9 @@ def open_hot(
     con.execute(
         "SET memory_limit = ?", [os.environ.get("IX_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT]
     )
+    # Rows carry no meaningful order (every reader sorts what it shows), and without this
+    # setting DuckDB writes a large INSERT on one thread and through the WAL: 2-3x slower.
+    con.execute("SET preserve_insertion_order = false")
     if not read_only:
         _init(con)
     return con
@@ -97,6 +100,17 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("COMMIT")
 
 
+@contextmanager
+def memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> Iterator[None]:
+    """DuckDB's memory limit set to `limit` for the block, then put back."""
+    before = scalar(con, "SELECT current_setting('memory_limit')")
+    con.execute("SET memory_limit = ?", [limit])
+    try:
+        yield
+    finally:
+        con.execute("SET memory_limit = ?", [before])
+
+
 def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> Any:
     """The single value of a query. Fetches the whole result: with DuckDB 2.0 a result left
     half-read (`fetchone`) blocks every later statement on the connection."""
@@ -104,7 +118,16 @@ def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> Any:
     return rows[0][0] if rows else None
 
 
-def insert_rows(con: duckdb.DuckDBPyConnection, sql: str, rows: list[tuple[Any, ...]]) -> None:
-    """`executemany` that accepts no rows: DuckDB 2.0 raises on an empty parameter list."""
-    if rows:
-        con.executemany(sql, rows)
+def insert_rows(
+    con: duckdb.DuckDBPyConnection, sql: str, rows: list[tuple[Any, ...]], *, chunk: int = 500
+) -> None:
+    """Insert `rows` with `sql`, an `INSERT … VALUES (?, …)` of one row, as multi-row
+    statements: `executemany` runs one statement per row (10x slower) and raises on no rows."""
+    head, values, row_sql = sql.rpartition("VALUES ")
+    if not values:
+        raise ValueError("insert_rows needs a statement ending in VALUES (?, …)")
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        con.execute(
+            head + values + ", ".join([row_sql] * len(part)), [v for row in part for v in row]
+        )

@@ -19,7 +19,7 @@ import pyarrow as pa
 from ix_pipeline.faults import fault_point
 from ix_pipeline.lifecycle.policy import IdReference, ItemFacts
 from ix_pipeline.store.archive import ARCHIVE_SCHEMA, ITEM_KEY_SQL, Archive
-from ix_pipeline.store.hot import transaction
+from ix_pipeline.store.hot import insert_rows, transaction
 from ix_pipeline.store.schema import INTERACTION_COLUMN_NAMES, ItemType, interaction_table
 
 
@@ -137,8 +137,7 @@ def write_audit(
         )
         for t in transitions
     ]
-    if rows:
-        con.executemany("INSERT INTO lifecycle_audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    insert_rows(con, "INSERT INTO lifecycle_audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
 @contextmanager

@@ -59,6 +59,17 @@ def _interaction_ddl(table: str) -> str:
     return f"CREATE TABLE IF NOT EXISTS {table} (\n  {cols}\n);"
 
 
+# Tables ingestion derives from events and expiry never touches, each folded from `<name>_pending`.
+DERIVED_TABLES: tuple[str, ...] = ("user_summaries", "user_inbound_keywords", "item_analytics")
+
+
+def pending_table(table: str) -> str:
+    """Where batch aggregates of a derived table wait to be folded into it."""
+    if table not in DERIVED_TABLES:
+        raise ValueError(f"not a derived table: {table}")
+    return f"{table}_pending"
+
+
 # Tables that ingestion merges set-wise carry no PRIMARY KEY: the merge keeps one row per key
 # (user_summaries: user_id; user_inbound_keywords: user_id, category; item_analytics: item,
 # variant, step, event type, day) and an index would slow every batch down.
@@ -69,7 +80,7 @@ DDL: tuple[str, ...] = (
     # even after an item's rows left for the archive, and is the ledger the "nothing lost"
     # check compares hot + archive against.
     """CREATE TABLE IF NOT EXISTS event_ledger (
-      id VARCHAR, item_type VARCHAR, item_id VARCHAR, time BIGINT, ingested_at TIMESTAMPTZ
+      id VARCHAR, item_type VARCHAR, ingested_at TIMESTAMPTZ
     );""",
     """CREATE TABLE IF NOT EXISTS ingested_files (
       path VARCHAR, size BIGINT, mtime_ns BIGINT, kind VARCHAR, status VARCHAR,
@@ -112,6 +123,11 @@ DDL: tuple[str, ...] = (
       item_type VARCHAR, item_id VARCHAR, variant_id VARCHAR, step_id VARCHAR,
       kind VARCHAR, event_type VARCHAR, day DATE, events BIGINT
     );""",
+    # Batch aggregates not yet folded into the table they are named after (store/events.py).
+    *(
+        f"CREATE TABLE IF NOT EXISTS {table}_pending AS SELECT * FROM {table} LIMIT 0;"  # noqa: S608
+        for table in DERIVED_TABLES
+    ),
     """CREATE TABLE IF NOT EXISTS catalog_documents (
       id VARCHAR PRIMARY KEY, type VARCHAR, name VARCHAR, updated_at TIMESTAMPTZ,
       document JSON, source VARCHAR, loaded_at TIMESTAMPTZ
