@@ -18,10 +18,9 @@ import duckdb
 from ix_pipeline.store.archive import Archive
 from ix_pipeline.store.hot import transaction
 from ix_pipeline.store.lifecycle_io import (
-    archived_ids_missing_from_hot,
+    check_restored,
     compare_and_set,
     copy_archived_rows_to_hot,
-    hot_row_counts,
 )
 from ix_pipeline.store.schema import ItemType
 
@@ -168,19 +167,18 @@ def _restore_chunk(
     owned_ids = [t.item_id for t in owned]
     if not owned_ids:
         return
-    before = hot_row_counts(con, item_type, owned_ids)
     copy_archived_rows_to_hot(con, archive, item_type, owned_ids)
-    missing = archived_ids_missing_from_hot(con, archive, item_type, owned_ids)
+    checked = check_restored(con, archive, item_type, owned_ids)
+    missing = {i: m for i, (_, m) in checked.items() if m}
     if missing:
         raise RestoreVerificationFailed(
             "hot store lacks archived rows of "
             + ", ".join(f"{i} ({n} rows)" for i, n in sorted(missing.items()))
             + "; the items stay 'restoring' and the next restore resumes them"
         )
-    after = hot_row_counts(con, item_type, owned_ids)
-    # Counted per item from the hot store so that a copy resumed after a crash (whose first
-    # part committed in the crashed run) reports every row that came back.
-    copied = {i: after.get(i, 0) - before.get(i, 0) for i in owned_ids}
+    # Every archived row of the item is hot again: that is what came back, also when a
+    # crashed run had committed the copy and this run only finished the protocol.
+    copied = {i: checked.get(i, (0, 0))[0] for i in owned_ids}
     with transaction(con):
         compare_and_set(
             con, owned_ids, ["restoring"], "hot", as_of=as_of, run_id=run_id, actor=actor,

@@ -253,15 +253,19 @@ def copy_archived_rows_to_hot(
     return int(copied)
 
 
-def archived_ids_missing_from_hot(
+def check_restored(
     con: duckdb.DuckDBPyConnection, archive: Archive, item_type: ItemType, item_ids: Sequence[str]
-) -> dict[str, int]:
-    """Restore step 3 (verify): per item, archived ids that are not hot."""
+) -> dict[str, tuple[int, int]]:
+    """Restore step 3 (verify): per item, its archived rows and how many of them are not hot,
+    in one scan of the items' partitions."""
     with _scope(con, archive, item_type, item_ids) as table:
-        sql = (
-            f"SELECT a.item_id, count(*) {_ARCHIVED_NOT_HOT.format(table=table)} GROUP BY a.item_id"  # noqa: S608
-        )
-        return dict(con.execute(sql).fetchall())
+        sql = f"""SELECT a.item_id, count(*), count(*) FILTER (WHERE h.id IS NULL)
+                  FROM _archived a
+                  LEFT JOIN (SELECT id FROM {table} WHERE item_id IN (SELECT item_id FROM _items)) h
+                    ON h.id = a.id
+                  WHERE a.item_id IN (SELECT item_id FROM _items)
+                  GROUP BY a.item_id"""  # noqa: S608
+        return {item: (archived, missing) for item, archived, missing in con.execute(sql).fetchall()}
 
 
 def archived_row_counts(
