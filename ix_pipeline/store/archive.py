@@ -9,10 +9,11 @@ becomes part of a path, however it is spelled. The archive is only ever appended
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pds
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
@@ -73,6 +74,16 @@ class Archive:
             partition_by=["item_key"],
             storage_options=self._options(),
         )
+
+    def reader(
+        self, item_type: ItemType, item_ids: Sequence[str], columns: Sequence[str]
+    ) -> pa.RecordBatchReader:
+        """The `columns` of the given items' archived rows, streamed once (their partitions
+        only, rows of other items sharing a partition filtered out by pyarrow)."""
+        scanner = self.dataset(item_type, item_ids).scanner(
+            columns=list(columns), filter=pc.field("item_id").isin(list(item_ids))
+        )
+        return scanner.to_reader()
 
     def dataset(self, item_type: ItemType, item_ids: Iterable[str] | None = None) -> pds.Dataset:
         """A lazy dataset of the archive, pruned to the given items' partitions when named."""
