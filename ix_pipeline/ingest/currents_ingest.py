@@ -1,9 +1,11 @@
 """Ingest Currents files into the hot store: discover, read, quarantine, store in batches.
 
-Files are read outside any transaction and written in batches of about `batch_rows` events,
-one transaction each, so memory stays bounded and a crash loses at most the batch in
-flight, which is simply read again on the next run (files are marked ingested in the same
-transaction as their rows).
+Files are read, validated and given their meaning on two reader threads, outside any
+transaction, and written in batches of about `batch_rows` events, one transaction each, so
+memory stays bounded and a crash loses at most the batch in flight, which is simply read
+again on the next run (files are marked ingested in the same transaction as their rows).
+Each batch also appends its per-user and per-item aggregates to pending tables; the run
+ends by folding them into the summaries (store/events.py says why in two steps).
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ def _ingest(
             for i, r in enumerate(pending.rejected)
         ]
         # Zero-copy: DuckDB reads each file's chunks as the reader left them.
-        events = pa.concat_tables(pending.tables or [_EMPTY])
+        events = pa.concat_tables(pending.tables or [_EMPTY], promote_options="permissive")
         result = store_events(con, events, pending.files, entries, run_id)
         report.events_stored += result.stored
         report.duplicates_skipped += result.duplicates
