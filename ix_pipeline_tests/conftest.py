@@ -18,6 +18,7 @@ from ix_pipeline.orchestration.instance import ensure_dagster_home
 from ix_pipeline.settings import Settings, load_settings
 from ix_pipeline.store.archive import Archive
 from ix_pipeline.store.hot import hot_connection
+from ix_pipeline.store.schema import DERIVED_TABLES
 
 warnings.filterwarnings("ignore", message=".*owners.*")
 
@@ -54,6 +55,14 @@ def archive_of(settings: Settings) -> Archive:
 def q(settings: Settings, sql: str, params: list | None = None) -> list[tuple]:
     with hot_connection(settings.hot_db, read_only=True) as con:
         return con.execute(sql, params or []).fetchall()
+
+
+def derived_tables(settings: Settings) -> dict[str, list[tuple]]:
+    """Every table ingestion derives from events, lists compared as sets (their order
+    depends on how batches were folded)."""
+    return {name: [tuple(sorted(v) if isinstance(v, list) else v for v in row)
+                   for row in q(settings, f"SELECT * FROM {name} ORDER BY ALL")]  # noqa: S608
+            for name in DERIVED_TABLES}  # fmt: skip
 
 
 def at(text: str) -> datetime:

@@ -253,8 +253,7 @@ def copy_archived_rows_to_hot(
     `no_duplicate_ids` check see to that), so no de-duplication is needed here.
     """
     cols = ", ".join(INTERACTION_COLUMN_NAMES)
-    columns = INTERACTION_COLUMN_NAMES
-    with _scope(con, archive, item_type, item_ids, columns) as table, transaction(con):
+    with _scope(con, archive, item_type, item_ids, INTERACTION_COLUMN_NAMES) as table, transaction(con):
         copied = con.execute(
             f"INSERT INTO {table} ({cols}) SELECT {cols} {_ARCHIVED_NOT_HOT.format(table=table)}"  # noqa: S608
         ).fetchall()[0][0]

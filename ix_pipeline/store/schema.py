@@ -125,7 +125,7 @@ DDL: tuple[str, ...] = (
     );""",
     # Batch aggregates not yet folded into the table they are named after (store/events.py).
     *(
-        f"CREATE TABLE IF NOT EXISTS {table}_pending AS SELECT * FROM {table} LIMIT 0;"  # noqa: S608
+        f"CREATE TABLE IF NOT EXISTS {pending_table(table)} AS SELECT * FROM {table} LIMIT 0;"  # noqa: S608
         for table in DERIVED_TABLES
     ),
     """CREATE TABLE IF NOT EXISTS catalog_documents (

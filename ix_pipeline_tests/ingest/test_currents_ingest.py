@@ -13,9 +13,9 @@ from ix_pipeline.demo.currents_files import write_avro, write_jsonl
 from ix_pipeline.ingest.currents_ingest import ingest_currents
 from ix_pipeline.settings import Settings, load_settings
 from ix_pipeline.store.hot import hot_connection
-from ix_pipeline.store.schema import INTERACTION_COLUMN_NAMES
+from ix_pipeline.store.schema import DERIVED_TABLES, INTERACTION_COLUMN_NAMES, pending_table
 from ix_pipeline_tests.builders import T0, campaign_event, canvas_event, write_events
-from ix_pipeline_tests.conftest import ingest, q
+from ix_pipeline_tests.conftest import derived_tables, ingest, q
 
 CLICK = "users.messages.email.Click"
 
@@ -193,16 +193,6 @@ def test_summaries_are_fed_by_every_event_and_items_ever_received(settings: Sett
 
 
 
-DERIVED = ("user_summaries", "user_inbound_keywords", "item_analytics")
-
-
-def derived_tables(settings: Settings) -> dict[str, list[tuple]]:
-    # Lists are sets: their order depends on how the batches were folded.
-    return {name: [tuple(sorted(v) if isinstance(v, list) else v for v in row)
-                   for row in q(settings, f"SELECT * FROM {name} ORDER BY ALL")]  # noqa: S608
-            for name in DERIVED}  # fmt: skip
-
-
 def summary_history(root: Path) -> None:
     """Two users whose facts are spread over many files, so that batches and runs split them."""
     for i in range(4):
@@ -237,5 +227,5 @@ def test_summaries_folded_from_many_batches_equal_one_batch(settings: Settings, 
     ]  # fmt: skip
     assert q(settings, "SELECT category, epoch(last_at)::BIGINT FROM user_inbound_keywords ORDER BY 1") == [
         ("OPT_IN", T0 + 100), ("STOP", T0 + 99)]  # fmt: skip
-    for name in DERIVED:
-        assert q(settings, f"SELECT count(*) FROM {name}_pending") == [(0,)]  # noqa: S608
+    for name in DERIVED_TABLES:
+        assert q(settings, f"SELECT count(*) FROM {pending_table(name)}") == [(0,)]  # noqa: S608
