@@ -11,6 +11,7 @@ Every step may be re-run after a crash at any point and converges: an item left 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +21,7 @@ import duckdb
 from ix_pipeline.faults import fault_point
 from ix_pipeline.lifecycle.policy import Decision, decide_all
 from ix_pipeline.store.archive import Archive
-from ix_pipeline.store.hot import scalar, transaction
+from ix_pipeline.store.hot import checkpoint_at_end, memory_limit, scalar, transaction
 from ix_pipeline.store.lifecycle_io import (
     Transition,
     archive_hot_rows,
@@ -36,7 +37,11 @@ from ix_pipeline.store.lifecycle_io import (
 from ix_pipeline.store.schema import ITEM_TYPES, ItemType, interaction_table
 
 CHUNK_ITEMS = 500
-CHUNK_ROWS = 2_000_000
+# The Delta writer holds a chunk's rows (compressed) until its commit, about 0.3 GB per million
+# rows, while DuckDB streams them out under a lowered memory limit: the process stays under
+# 1 GB. Smaller chunks cost a scan of the hot table each.
+CHUNK_ROWS = 1_500_000
+EXPIRY_DUCKDB_MEMORY = "256MB"
 
 
 class ExpiryVerificationFailed(RuntimeError):
@@ -90,15 +95,19 @@ def _chunks(
     decisions: Sequence[Decision], hot_rows: dict[str, int]
 ) -> list[tuple[ItemType, list[Decision]]]:
     """Per item type, chunks of at most CHUNK_ITEMS items and about CHUNK_ROWS rows: one Delta
-    commit and one DuckDB transaction each, with memory bounded whatever the night's size."""
+    commit and one DuckDB transaction each, with memory bounded whatever the night's size.
+    The rows are spread evenly over as few chunks as that allows (1.56 M rows make two chunks
+    of 0.78 M, not 1.5 M and a 60,000-row tail that costs a scan of the hot table alone)."""
     chunks: list[tuple[ItemType, list[Decision]]] = []
     for item_type in ITEM_TYPES:
+        of_type = [d for d in decisions if d.item_type == item_type]
+        total = sum(hot_rows.get(d.item_id, 0) for d in of_type)
+        target = math.ceil(total / max(1, math.ceil(total / CHUNK_ROWS)))
         current: list[Decision] = []
         rows = 0
-        for d in (d for d in decisions if d.item_type == item_type):
-            if current and (
-                len(current) >= CHUNK_ITEMS or rows + hot_rows.get(d.item_id, 0) > CHUNK_ROWS
-            ):
+        for d in of_type:
+            full = len(current) >= CHUNK_ITEMS or rows + hot_rows.get(d.item_id, 0) > target
+            if current and full:
                 chunks.append((item_type, current))
                 current, rows = [], 0
             current.append(d)
@@ -138,15 +147,16 @@ def run_expiry(
 
     steps = [(False, t, c) for t, c in _chunks(plan.eligible, plan.hot_rows)]
     steps += [(True, t, c) for t, c in _chunks(plan.late, plan.hot_rows)]
-    for done, (late, item_type, chunk) in enumerate(steps, start=1):
-        if late:
-            _archive_late_rows(con, archive, item_type, chunk, as_of, run_id, actor, result)
-        else:
-            _expire_chunk(
-                con, archive, item_type, chunk, plan.hot_rows, as_of, run_id, actor, result
-            )
-        if progress:
-            progress(done, len(steps))
+    with memory_limit(con, EXPIRY_DUCKDB_MEMORY), checkpoint_at_end(con):
+        for done, (late, item_type, chunk) in enumerate(steps, start=1):
+            if late:
+                _archive_late_rows(con, archive, item_type, chunk, as_of, run_id, actor, result)
+            else:
+                _expire_chunk(
+                    con, archive, item_type, chunk, plan.hot_rows, as_of, run_id, actor, result
+                )
+            if progress:
+                progress(done, len(steps))
     tables = [interaction_table(t) for t in ITEM_TYPES]
     result.rows_still_hot = sum(scalar(con, f"SELECT count(*) FROM {t}") for t in tables)  # noqa: S608
     return result

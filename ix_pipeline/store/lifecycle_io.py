@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from ix_pipeline.faults import fault_point
 from ix_pipeline.lifecycle.policy import IdReference, ItemFacts
-from ix_pipeline.store.archive import ARCHIVE_SCHEMA, ITEM_KEY_SQL, Archive
+from ix_pipeline.store.archive import ARCHIVE_SCHEMA, Archive, item_key
 from ix_pipeline.store.hot import insert_rows, transaction
 from ix_pipeline.store.schema import INTERACTION_COLUMN_NAMES, ItemType, interaction_table
 
@@ -148,13 +148,19 @@ def _scope(
     item_ids: Sequence[str],
     columns: Sequence[str] = ("id", "item_id"),
 ) -> Iterator[str]:
-    """Registers `_items` (the ids) and `_archived` (the `columns` of those items' archived
+    """Registers `_items` (the ids and their partition keys) and `_archived` (the `columns` of those items' archived
     rows) for ONE statement; yields the item type's hot table name.
 
     `_archived` is a pyarrow scanner over the items' partitions only, read once: pyarrow
     decodes the Parquet files on its own threads, faster than DuckDB reading the dataset
     object (a bulk restore of 5 M rows copied in about 30 s instead of 40 s)."""
-    con.register("_items", pa.table({"item_id": pa.array(list(item_ids), pa.string())}))
+    items = pa.table(
+        {
+            "item_id": pa.array(list(item_ids), pa.string()),
+            "item_key": pa.array([item_key(i) for i in item_ids], pa.string()),
+        }
+    )
+    con.register("_items", items)
     con.register("_archived", archive.reader(item_type, item_ids, columns))
     try:
         yield interaction_table(item_type)
@@ -165,7 +171,7 @@ def _scope(
 
 # The items' hot rows whose id the archive lacks; shared by the copy and its verification.
 # (`_archived` holds the items' rows only: the reader filters them.)
-_HOT_NOT_ARCHIVED = """FROM {table} h SEMI JOIN _items USING (item_id)
+_HOT_NOT_ARCHIVED = """FROM {table} h JOIN _items i USING (item_id)
     ANTI JOIN (SELECT id FROM _archived) a ON a.id = h.id"""
 # The items' archived rows whose id is not hot: what a restore copies.
 _ARCHIVED_NOT_HOT = """FROM _archived a
@@ -179,7 +185,7 @@ def archive_hot_rows(
     item_ids: Sequence[str],
     *,
     run_id: str,
-    batch_rows: int = 100_000,
+    batch_rows: int = 25_000,
 ) -> int:
     """Expiry step 1: append the items' hot rows the archive lacks; returns rows written.
 
@@ -190,8 +196,8 @@ def archive_hot_rows(
     cols = ", ".join(f"h.{c}" for c in INTERACTION_COLUMN_NAMES)
     with _scope(con, archive, item_type, item_ids) as table:
         rel = con.sql(
-            f"""SELECT {cols}, {ITEM_KEY_SQL.replace("item_id", "h.item_id")} AS item_key,
-                       now()::TIMESTAMPTZ AS archived_at, $run::VARCHAR AS archive_run_id
+            f"""SELECT {cols}, i.item_key, now()::TIMESTAMPTZ AS archived_at,
+                       $run::VARCHAR AS archive_run_id
                 {_HOT_NOT_ARCHIVED.format(table=table)}""",  # noqa: S608
             params={"run": run_id},
         )

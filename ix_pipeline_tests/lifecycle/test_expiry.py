@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from ix_pipeline.lifecycle import expiry
 from ix_pipeline.lifecycle.expiry import plan_expiry, run_expiry
+from ix_pipeline.lifecycle.policy import Decision
 from ix_pipeline.settings import Settings
 from ix_pipeline.store import invariants
 from ix_pipeline.store.hot import hot_connection
@@ -122,3 +124,36 @@ def test_analytics_and_summaries_do_not_change_on_expiry(workspace: Settings) ->
     after = snapshot(workspace)
     for table in ("user_summaries", "item_analytics", "event_ledger"):
         assert after[table] == before[table], table
+
+
+@pytest.mark.parametrize(
+    ("campaign_rows", "chunk_rows", "expected"),
+    [
+        # 1.56 M rows at 1.5 M per chunk: two even chunks, not 1.5 M and a 60,000-row tail
+        ([20_000] * 78, 1_500_000, [780_000, 780_000]),
+        ([20_000] * 75, 1_500_000, [1_500_000]),
+        ([20_000] * 76, 1_500_000, [760_000, 760_000]),
+        # an item larger than a chunk is a chunk of its own; the others still share
+        ([3_000_000, 10, 10], 1_000_000, [3_000_000, 20]),
+        ([0, 0, 0], 1_000_000, [0]),
+    ],
+)
+def test_chunks_spread_rows_evenly_and_never_exceed_the_bound_except_for_one_huge_item(
+    monkeypatch: pytest.MonkeyPatch, campaign_rows: list[int], chunk_rows: int, expected: list[int]
+) -> None:
+    monkeypatch.setattr(expiry, "CHUNK_ROWS", chunk_rows)
+    decisions = [
+        Decision(f"cmp_{k}", "campaign", "hot", None, (), True, "stopped")
+        for k in range(len(campaign_rows))
+    ]
+    rows = {d.item_id: n for d, n in zip(decisions, campaign_rows, strict=True)}
+    chunks = expiry._chunks(decisions, rows)
+    assert [sum(rows[d.item_id] for d in chunk) for _, chunk in chunks] == expected
+    assert [d for _, chunk in chunks for d in chunk] == decisions  # every item once, in order
+
+
+def test_chunks_hold_at_most_chunk_items_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(expiry, "CHUNK_ITEMS", 3)
+    decisions = [Decision(f"cnv_{k}", "canvas", "hot", None, (), True, "x") for k in range(7)]
+    chunks = expiry._chunks(decisions, {})
+    assert [(t, len(c)) for t, c in chunks] == [("canvas", 3), ("canvas", 3), ("canvas", 1)]
