@@ -38,7 +38,7 @@ from ix_pipeline.store.events import (
     pending_files,
     store_events,
 )
-from ix_pipeline.store.hot import memory_limit
+from ix_pipeline.store.hot import checkpoint_at_end, memory_limit
 
 Progress = Callable[[int, int], None]
 
@@ -87,7 +87,7 @@ def ingest_currents(
     progress: Progress | None = None,
 ) -> IngestReport:
     """Ingest every Currents file under `paths` not ingested before; see the module docstring."""
-    with memory_limit(con, INGEST_DUCKDB_MEMORY):
+    with memory_limit(con, INGEST_DUCKDB_MEMORY), checkpoint_at_end(con):
         return _ingest(con, paths, quarantine_root, run_id, batch_rows, progress)
 
 

@@ -86,13 +86,20 @@ class Archive:
         )
 
     def reader(
-        self, item_type: ItemType, item_ids: Sequence[str], columns: Sequence[str]
+        self,
+        item_type: ItemType,
+        item_ids: Sequence[str],
+        columns: Sequence[str],
+        *,
+        except_ids: pa.Array | pa.ChunkedArray | None = None,
     ) -> pa.RecordBatchReader:
         """The `columns` of the given items' archived rows, streamed once (their partitions
-        only, rows of other items sharing a partition filtered out by pyarrow)."""
-        scanner = self.dataset(item_type, item_ids).scanner(
-            columns=list(columns), filter=pc.field("item_id").isin(list(item_ids))
-        )
+        only, rows of other items sharing a partition filtered out by pyarrow), leaving out
+        the rows whose id is in `except_ids`."""
+        wanted = pc.field("item_id").isin(list(item_ids))
+        if except_ids is not None and len(except_ids):
+            wanted = wanted & ~pc.field("id").isin(except_ids)
+        scanner = self.dataset(item_type, item_ids).scanner(columns=list(columns), filter=wanted)
         return scanner.to_reader()
 
     def dataset(self, item_type: ItemType, item_ids: Iterable[str] | None = None) -> pds.Dataset:

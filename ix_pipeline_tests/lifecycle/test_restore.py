@@ -6,7 +6,8 @@ import pytest
 
 from ix_pipeline.lifecycle.restore import RestoreRefused, RestoreRequest, plan_restore, run_restore
 from ix_pipeline.settings import Settings
-from ix_pipeline.store.hot import hot_connection
+from ix_pipeline.store.hot import hot_connection, transaction
+from ix_pipeline.store.lifecycle_io import compare_and_set, copy_archived_rows_to_hot
 from ix_pipeline_tests.conftest import archive_of, at, q
 from ix_pipeline_tests.lifecycle import scenario
 from ix_pipeline_tests.lifecycle.scenario import NIGHT, rows_of, snapshot
@@ -111,3 +112,25 @@ def test_restored_item_stays_hot_while_exempt(expired) -> None:  # type: ignore[
     settings, _ = expired
     restore(settings, campaign_ids=("cmp_exempt",))  # never expired: already hot, exempt by seg_keep
     assert expire(settings, "2026-01-01T02:00:00Z").expired.count("cmp_exempt") == 0
+
+
+@pytest.mark.parametrize("hot_share", ["all", "some"])
+def test_restore_resumed_with_rows_already_hot_copies_only_the_rest(expired, hot_share) -> None:  # type: ignore[no-untyped-def]
+    """A restore that died after its copy committed (all rows hot, state `restoring`), or
+    any state with part of the rows hot: the next restore copies exactly what is missing."""
+    settings, before = expired
+    with hot_connection(settings.hot_db) as con:
+        with transaction(con):
+            compare_and_set(con, ["cmp_stop"], ["expired"], "restoring", as_of=at(RESTORED_AT),
+                            run_id="died", actor="test", reason="restore started")  # fmt: skip
+        assert copy_archived_rows_to_hot(con, archive_of(settings), "campaign", ["cmp_stop"]) == len(before["cmp_stop"])
+        if hot_share == "some":
+            con.execute("DELETE FROM campaign_interactions WHERE item_id = 'cmp_stop' AND id IN "
+                        "(SELECT id FROM campaign_interactions WHERE item_id = 'cmp_stop' ORDER BY id LIMIT 2)")  # fmt: skip
+    result = restore(settings, campaign_ids=("cmp_stop",))
+    assert result.restored == ["cmp_stop"]
+    assert rows_of(settings, "cmp_stop") == before["cmp_stop"]  # every row once, every column
+    assert q(settings, "SELECT count(*), count(DISTINCT id) FROM campaign_interactions WHERE item_id = 'cmp_stop'") == [
+        (len(before["cmp_stop"]), len(before["cmp_stop"]))
+    ]
+    assert_invariants(settings)
