@@ -94,24 +94,28 @@ def plan_expiry(con: duckdb.DuckDBPyConnection, as_of: datetime) -> ExpiryPlan:
 def _chunks(
     decisions: Sequence[Decision], hot_rows: dict[str, int]
 ) -> list[tuple[ItemType, list[Decision]]]:
-    """Per item type, chunks of at most CHUNK_ITEMS items and about CHUNK_ROWS rows: one Delta
-    commit and one DuckDB transaction each, with memory bounded whatever the night's size.
-    The rows are spread evenly over as few chunks as that allows (1.56 M rows make two chunks
-    of 0.78 M, not 1.5 M and a 60,000-row tail that costs a scan of the hot table alone)."""
+    """Per item type, chunks of at most CHUNK_ITEMS items and CHUNK_ROWS rows (an item larger
+    than that is a chunk of its own): one Delta commit and one DuckDB transaction each, with
+    memory bounded whatever the night's size. Each chunk costs a scan of the hot table, so
+    the rows are spread over as few chunks as the bound allows: 1.82 M rows at 1.5 M per
+    chunk make two chunks of about 0.91 M, not 1.5 M and a tail."""
     chunks: list[tuple[ItemType, list[Decision]]] = []
     for item_type in ITEM_TYPES:
         of_type = [d for d in decisions if d.item_type == item_type]
         total = sum(hot_rows.get(d.item_id, 0) for d in of_type)
-        target = math.ceil(total / max(1, math.ceil(total / CHUNK_ROWS)))
+        enough = math.ceil(total / max(1, math.ceil(total / CHUNK_ROWS)))
         current: list[Decision] = []
         rows = 0
         for d in of_type:
-            full = len(current) >= CHUNK_ITEMS or rows + hot_rows.get(d.item_id, 0) > target
-            if current and full:
+            item_rows = hot_rows.get(d.item_id, 0)
+            if current and (len(current) >= CHUNK_ITEMS or rows + item_rows > CHUNK_ROWS):
                 chunks.append((item_type, current))
                 current, rows = [], 0
             current.append(d)
-            rows += hot_rows.get(d.item_id, 0)
+            rows += item_rows
+            if rows and rows >= enough:
+                chunks.append((item_type, current))
+                current, rows = [], 0
         if current:
             chunks.append((item_type, current))
     return chunks

@@ -133,9 +133,13 @@ def test_analytics_and_summaries_do_not_change_on_expiry(workspace: Settings) ->
         ([20_000] * 78, 1_500_000, [780_000, 780_000]),
         ([20_000] * 75, 1_500_000, [1_500_000]),
         ([20_000] * 76, 1_500_000, [760_000, 760_000]),
+        # 20,000-row items do not divide 1.82 M evenly: still two chunks, no 20,000-row tail
+        ([20_000] * 91, 1_500_000, [920_000, 900_000]),
+        ([20_000] * 150, 1_000_000, [1_000_000, 1_000_000, 1_000_000]),
         # an item larger than a chunk is a chunk of its own; the others still share
         ([3_000_000, 10, 10], 1_000_000, [3_000_000, 20]),
         ([0, 0, 0], 1_000_000, [0]),
+        ([400_000, 700_000, 300_000, 700_000], 1_000_000, [400_000, 700_000, 1_000_000]),
     ],
 )
 def test_chunks_spread_rows_evenly_and_never_exceed_the_bound_except_for_one_huge_item(
