@@ -149,12 +149,13 @@ def _scope(
     columns: Sequence[str] = ("id", "item_id"),
     except_ids: pa.Array | pa.ChunkedArray | None = None,
 ) -> Iterator[str]:
-    """Registers `_items` (the ids and their partition keys) and `_archived` (the `columns` of those items' archived
-    rows) for ONE statement; yields the item type's hot table name.
+    """Registers `_items` (the ids and their partition keys) and `_archived` (the `columns`
+    of those items' archived rows, without those whose id is in `except_ids`) for ONE
+    statement; yields the item type's hot table name.
 
     `_archived` is a pyarrow scanner over the items' partitions only, read once: pyarrow
     decodes the Parquet files on its own threads, faster than DuckDB reading the dataset
-    object (a bulk restore of 5 M rows copied in about 30 s instead of 40 s)."""
+    object (a bulk restore of 5 M rows copied in about 30 s instead of 40 s, then)."""
     items = pa.table(
         {
             "item_id": pa.array(list(item_ids), pa.string()),
@@ -170,7 +171,7 @@ def _scope(
         con.unregister("_items")
 
 
-# The items' hot rows whose id the archive lacks; shared by the copy and its verification.
+# The items' hot rows whose id the archive lacks; shared by the archive write and its check.
 # (`_archived` holds the items' rows only: the reader filters them.)
 _HOT_NOT_ARCHIVED = """FROM {table} h JOIN _items i USING (item_id)
     ANTI JOIN (SELECT id FROM _archived) a ON a.id = h.id"""
