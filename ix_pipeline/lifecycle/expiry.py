@@ -92,9 +92,12 @@ def plan_expiry(con: duckdb.DuckDBPyConnection, as_of: datetime) -> ExpiryPlan:
 
 
 def _chunks(
-    decisions: Sequence[Decision], hot_rows: dict[str, int]
+    decisions: Sequence[Decision],
+    hot_rows: dict[str, int],
+    chunk_rows: int = CHUNK_ROWS,
+    chunk_items: int = CHUNK_ITEMS,
 ) -> list[tuple[ItemType, list[Decision]]]:
-    """Per item type, chunks of at most CHUNK_ITEMS items and CHUNK_ROWS rows (an item larger
+    """Per item type, chunks of at most `chunk_items` items and `chunk_rows` rows (an item larger
     than that is a chunk of its own): one Delta commit and one DuckDB transaction each, with
     memory bounded whatever the night's size. Each chunk costs a scan of the hot table, so
     the rows are spread over as few chunks as the bound allows: 1.82 M rows at 1.5 M per
@@ -103,12 +106,12 @@ def _chunks(
     for item_type in ITEM_TYPES:
         of_type = [d for d in decisions if d.item_type == item_type]
         total = sum(hot_rows.get(d.item_id, 0) for d in of_type)
-        enough = math.ceil(total / max(1, math.ceil(total / CHUNK_ROWS)))
+        enough = math.ceil(total / max(1, math.ceil(total / chunk_rows)))
         current: list[Decision] = []
         rows = 0
         for d in of_type:
             item_rows = hot_rows.get(d.item_id, 0)
-            if current and (len(current) >= CHUNK_ITEMS or rows + item_rows > CHUNK_ROWS):
+            if current and (len(current) >= chunk_items or rows + item_rows > chunk_rows):
                 chunks.append((item_type, current))
                 current, rows = [], 0
             current.append(d)

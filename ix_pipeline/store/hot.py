@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -101,14 +101,19 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 
 
 @contextmanager
-def memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> Iterator[None]:
-    """DuckDB's memory limit set to `limit` for the block, then put back."""
-    before = scalar(con, "SELECT current_setting('memory_limit')")
-    con.execute("SET memory_limit = ?", [limit])
+def _setting(con: duckdb.DuckDBPyConnection, name: str, value: str) -> Iterator[None]:
+    """The DuckDB setting `name` at `value` for the block, then put back."""
+    before = scalar(con, "SELECT current_setting(?)", [name])
+    con.execute(f"SET {name} = ?", [value])  # name: one of this module's literals
     try:
         yield
     finally:
-        con.execute("SET memory_limit = ?", [before])
+        con.execute(f"SET {name} = ?", [before])
+
+
+def memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> AbstractContextManager[None]:
+    """DuckDB's memory limit set to `limit` for the block, then put back."""
+    return _setting(con, "memory_limit", limit)
 
 
 @contextmanager
@@ -119,12 +124,8 @@ def checkpoint_at_end(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     deletes rewrites the table's row groups once more than half of them are deleted: a
     night that deletes in several commits would rewrite the table several times. Commits stay
     durable meanwhile (the WAL is written on every commit and replayed on the next open)."""
-    before = scalar(con, "SELECT current_setting('checkpoint_threshold')")
-    con.execute("SET checkpoint_threshold = '1TB'")
-    try:
+    with _setting(con, "checkpoint_threshold", "1TB"):
         yield
-    finally:
-        con.execute("SET checkpoint_threshold = ?", [before])
     con.execute("CHECKPOINT")
 
 

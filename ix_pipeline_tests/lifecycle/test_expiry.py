@@ -143,21 +143,19 @@ def test_analytics_and_summaries_do_not_change_on_expiry(workspace: Settings) ->
     ],
 )
 def test_chunks_spread_rows_evenly_and_never_exceed_the_bound_except_for_one_huge_item(
-    monkeypatch: pytest.MonkeyPatch, campaign_rows: list[int], chunk_rows: int, expected: list[int]
+    campaign_rows: list[int], chunk_rows: int, expected: list[int]
 ) -> None:
-    monkeypatch.setattr(expiry, "CHUNK_ROWS", chunk_rows)
     decisions = [
         Decision(f"cmp_{k}", "campaign", "hot", None, (), True, "stopped")
         for k in range(len(campaign_rows))
     ]
     rows = {d.item_id: n for d, n in zip(decisions, campaign_rows, strict=True)}
-    chunks = expiry._chunks(decisions, rows)
+    chunks = expiry._chunks(decisions, rows, chunk_rows=chunk_rows)
     assert [sum(rows[d.item_id] for d in chunk) for _, chunk in chunks] == expected
     assert [d for _, chunk in chunks for d in chunk] == decisions  # every item once, in order
 
 
-def test_chunks_hold_at_most_chunk_items_items(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(expiry, "CHUNK_ITEMS", 3)
+def test_chunks_hold_at_most_chunk_items_items() -> None:
     decisions = [Decision(f"cnv_{k}", "canvas", "hot", None, (), True, "x") for k in range(7)]
-    chunks = expiry._chunks(decisions, {})
+    chunks = expiry._chunks(decisions, {}, chunk_items=3)
     assert [(t, len(c)) for t, c in chunks] == [("canvas", 3), ("canvas", 3), ("canvas", 1)]
