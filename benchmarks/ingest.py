@@ -247,7 +247,7 @@ Ours: `ingest_currents(con, [currents_dir], …)` on a fresh hot store (`hot_con
 of its default size ({INGEST_BATCH_ROWS:,} events; files read, validated and typed ahead on two worker
 threads), one transaction each: the ledger check (de-duplication), hot rows, `event_ledger`, the
 batch's per-user / per-keyword / per-item aggregates into the `*_pending` tables,
-`ingested_files`; then one fold of the pending aggregates into `user_summaries`,
+`ingested_files`; the last batch also folds the pending aggregates into `user_summaries`,
 `user_inbound_keywords` and `item_analytics`. Baseline: `pl.read_avro` of each file (event type from the `event_type=` folder),
 `pl.concat` per {BATCH_ROWS:,} rows and `INSERT INTO raw_events BY NAME` into one plain table
 of a fresh DuckDB file; no validation, no de-duplication, no derived tables. Each runs in its

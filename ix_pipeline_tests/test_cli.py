@@ -111,15 +111,33 @@ def test_expiry_killed_mid_way_converges_on_the_next_run(files_only: Settings, f
     assert {i: rows_of(settings, i) for i in EXPIRING} == rows
 
 
-def test_ingest_killed_before_the_summary_fold_loses_no_summary(files_only: Settings, tmp_path: Path) -> None:
+# Ingests the landing folder's Currents files in batches of about 20 events, so a run has
+# several batches and the fault point can kill it between two of them.
+_INGEST_IN_SMALL_BATCHES = """
+import sys
+from pathlib import Path
+from ix_pipeline.ingest.currents_ingest import ingest_currents
+from ix_pipeline.settings import load_settings
+from ix_pipeline.store.hot import hot_connection
+s = load_settings(sys.argv[1])
+with hot_connection(s.hot_db) as con:
+    ingest_currents(con, [s.landing / "currents"], s.quarantine, "crashing", batch_rows=20)
+"""
+
+
+def test_ingest_killed_between_batches_loses_no_summary(files_only: Settings, tmp_path: Path) -> None:
     settings = files_only
-    crashed = ix(settings, "ingest", fault="ingest.before_fold", check=False)
-    assert crashed.returncode == FAULT_EXIT_CODE
-    # The events and their batch aggregates are committed; only the fold is left to do.
-    assert q(settings, "SELECT count(*) FROM event_ledger") == [(77,)]
+    env = {**os.environ, FAULT_ENV: "ingest.after_batch"}
+    crashed = subprocess.run([sys.executable, "-c", _INGEST_IN_SMALL_BATCHES, str(settings.data_dir)],
+                             env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert crashed.returncode == FAULT_EXIT_CODE, crashed.stderr[-3000:]
+    # The first batch's events and aggregates are committed; the fold is the last batch's job.
+    stored = q(settings, "SELECT count(*) FROM event_ledger")[0][0]
+    assert 20 <= stored < 77
     assert q(settings, "SELECT count(*) > 0 FROM user_summaries_pending") == [(True,)]
     assert q(settings, "SELECT count(*) FROM user_summaries") == [(0,)]
-    ix(settings, "ingest")  # no new file: the run folds what the crashed one left
+    ix(settings, "ingest")  # the rest of the files, and the crashed run's aggregates first
+    assert q(settings, "SELECT count(*) FROM event_ledger") == [(77,)]
     assert q(settings, "SELECT count(*) FROM user_summaries_pending") == [(0,)]
     clean = load_settings(tmp_path / "clean")
     shutil.copytree(settings.landing, clean.landing)

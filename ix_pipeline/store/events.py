@@ -8,9 +8,11 @@ files are simply read again.
 The per-user summaries, keyword dates and item analytics are folded in two steps, because
 updating 100,000 wide summary rows in every batch was a third of an ingest's time:
 each batch appends its own aggregate to a `*_pending` table (an append, in the batch's
-transaction), and `fold_pending` merges those into the real tables once per run, in one
-transaction of its own. A crash between the two leaves the aggregates pending, never lost:
-the next ingest folds them first.
+transaction), and the run's last batch merges them all into the real tables, in its own
+transaction (`store_events(..., fold=True)`). Its own aggregate then never reaches the WAL
+as pending rows: inserted and deleted in one transaction, DuckDB never writes it, and a run
+of one batch writes no pending row at all. A crash between batches leaves the earlier
+aggregates pending, never lost: the next ingest folds them first (`fold_pending`).
 """
 
 from __future__ import annotations
@@ -68,8 +70,11 @@ def store_events(
     files: list[FileRecord],
     quarantined: list[QuarantineEntry],
     run_id: str,
+    *,
+    fold: bool = False,
 ) -> BatchResult:
-    """Store a batch of validated events once each, atomically.
+    """Store a batch of validated events once each, atomically; with `fold`, also fold every
+    pending aggregate (this batch's included) into the derived tables, in the same transaction.
 
     `events` has the stored Currents fields, the meaning columns of `with_meaning`,
     `record_index` and `file_no` (the index in `files` of the file each event came from).
@@ -99,6 +104,8 @@ def store_events(
                 [(now, q.source, q.record_index, q.event_id, q.reason, q.saved_to, run_id)
                  for q in quarantined],
             )  # fmt: skip
+            if fold:
+                _fold(con)
     finally:
         con.execute("DROP VIEW IF EXISTS _kept")
         for name in ("_batch", "_drop"):
@@ -261,24 +268,29 @@ assert set(_FOLDS) == set(_BATCH_AGGREGATES) == set(DERIVED_TABLES)
 
 def fold_pending(con: duckdb.DuckDBPyConnection) -> int:
     """Merge every pending batch aggregate into its table, in one transaction; returns how
-    many pending rows were folded. Ingestion calls it at the end of each run, and at the
-    start, to finish what a crashed run left."""
-    folded = 0
+    many pending rows were folded. Ingestion calls it at the start of a run, to finish what
+    a crashed run left, and at its end when its last batch did not fold."""
     with transaction(con):
-        for table, fold in _FOLDS.items():
-            pending = pending_table(table)
-            n = scalar(con, f"SELECT count(*) FROM {pending}")  # noqa: S608
-            if not n:
-                continue
-            keys = ", ".join(fold.keys)
-            combined = ", ".join(f"{expr} AS {name}" for name, expr in fold.combine.items())
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE _agg AS SELECT {keys}, {combined} "  # noqa: S608
-                f"FROM {pending} GROUP BY {keys}"
-            )
-            _merge(con, table, fold)
-            con.execute(f"DELETE FROM {pending}")  # noqa: S608
-            folded += n
+        return _fold(con)
+
+
+def _fold(con: duckdb.DuckDBPyConnection) -> int:
+    """`fold_pending` inside the caller's transaction."""
+    folded = 0
+    for table, fold in _FOLDS.items():
+        pending = pending_table(table)
+        n = scalar(con, f"SELECT count(*) FROM {pending}")  # noqa: S608
+        if not n:
+            continue
+        keys = ", ".join(fold.keys)
+        combined = ", ".join(f"{expr} AS {name}" for name, expr in fold.combine.items())
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _agg AS SELECT {keys}, {combined} "  # noqa: S608
+            f"FROM {pending} GROUP BY {keys}"
+        )
+        _merge(con, table, fold)
+        con.execute(f"DELETE FROM {pending}")  # noqa: S608
+        folded += n
     return folded
 
 
