@@ -205,11 +205,14 @@ _BATCH_AGGREGATES: dict[str, str] = {
     "user_inbound_keywords": "SELECT user_id, action AS category, "
     "to_timestamp(max(time)) AS last_at FROM _kept "
     "WHERE event_type = 'users.messages.sms.InboundReceive' AND action IS NOT NULL GROUP BY ALL",
-    "item_analytics": "SELECT item_type, item_id, "
+    # Grouped by the UTC day number, turned into a DATE once per group: converting every
+    # event's time through TIMESTAMPTZ to DATE took a quarter of this aggregate's time.
+    "item_analytics": "SELECT item_type, item_id, variant_id, step_id, kind, event_type, "
+    "DATE '1970-01-01' + CAST(day_number AS INTEGER) AS day, count(*) AS events FROM ("
+    "SELECT item_type, item_id, "
     "coalesce(canvas_variation_id, message_variation_id, '') AS variant_id, "
     "coalesce(canvas_step_id, '') AS step_id, kind, event_type, "
-    "CAST(to_timestamp(time) AS DATE) AS day, count(*) AS events FROM _kept "
-    "WHERE item_id IS NOT NULL GROUP BY ALL",
+    "floor(time / 86400) AS day_number FROM _kept WHERE item_id IS NOT NULL) GROUP BY ALL",
 }
 
 

@@ -192,6 +192,17 @@ def test_summaries_are_fed_by_every_event_and_items_ever_received(settings: Sett
     assert q(settings, "SELECT count(*) FROM campaign_interactions") == [(1,)]
 
 
+@pytest.mark.parametrize(("seconds", "day"), [
+    (1735689599, "2024-12-31"),  # the last second of a UTC day
+    (1735689600, "2025-01-01"),  # the first second of the next
+    (951782400, "2000-02-29"),  # a leap day
+])  # fmt: skip
+def test_item_analytics_counts_each_event_on_its_utc_day(settings: Settings, seconds: int, day: str) -> None:
+    write_events(settings.landing / "currents", CLICK, [campaign_event("cmp_1", "u1", t=seconds, eid="c1")])
+    ingest(settings)
+    assert q(settings, "SELECT CAST(day AS VARCHAR), events FROM item_analytics") == [(day, 1)]
+
+
 
 def summary_history(root: Path) -> None:
     """Two users whose facts are spread over many files, so that batches and runs split them."""
