@@ -55,7 +55,7 @@ RESTORE_AS_OF = "2025-06-01T03:00:00Z"
 ROWS_PER_ITEM = 20_000
 CAMPAIGN_SHARE = 0.7
 EXEMPT_ITEM = "cmp_00000"
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4  # 4: the ledger keeps keys
 
 TARGET_EXPIRY_RATIO = 1.3
 TARGET_EXPIRY_RSS_MB = 1024
@@ -160,6 +160,7 @@ def _catalog_documents(n_campaigns: int, n_canvases: int) -> list[dict[str, Any]
 def build(folder: Path, events: int) -> None:
     from ix_pipeline.ingest.catalog import ingest_catalog
     from ix_pipeline.store.hot import hot_connection
+    from ix_pipeline.store.schema import ledger_key
 
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -178,7 +179,7 @@ def build(folder: Path, events: int) -> None:
         )
         for item_type in ("campaign", "canvas"):
             con.execute(
-                f"INSERT INTO event_ledger SELECT id, '{item_type}', "  # noqa: S608
+                f"INSERT INTO event_ledger SELECT {ledger_key('id')}, '{item_type}', "  # noqa: S608
                 f"TIMESTAMPTZ '2025-05-31 00:00:00+00' FROM {item_type}_interactions"
             )
         report = ingest_catalog(con, [catalog_dir], folder / "quarantine", "bench-build")

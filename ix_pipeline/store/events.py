@@ -31,6 +31,7 @@ from ix_pipeline.store.schema import (
     INTERACTION_COLUMN_NAMES,
     ITEM_TYPES,
     interaction_table,
+    ledger_key,
     pending_table,
 )
 
@@ -127,13 +128,14 @@ def _register_kept(con: duckdb.DuckDBPyConnection) -> None:
     so the rows to drop are listed (small) and everything else is kept, instead of a mask
     computed over every row."""
     drop = con.sql(
-        """SELECT file_no, record_index FROM (
+        f"""SELECT file_no, record_index FROM (
              SELECT file_no, record_index,
                     row_number() OVER (PARTITION BY id ORDER BY file_no, record_index) AS nth
              FROM _batch WHERE id IN (SELECT id FROM _batch GROUP BY id HAVING count(*) > 1))
            WHERE nth > 1
            UNION ALL
-           SELECT b.file_no, b.record_index FROM _batch b SEMI JOIN event_ledger l ON l.id = b.id"""
+           SELECT b.file_no, b.record_index FROM _batch b SEMI JOIN event_ledger l
+             ON l.id_key = {ledger_key("b.id")}"""  # noqa: S608
     ).to_arrow_table()
     con.register("_drop", drop)
     con.execute(
@@ -152,7 +154,8 @@ def _write_batch(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
             [item_type],
         )
     con.execute(
-        "INSERT INTO event_ledger (id, item_type, ingested_at) SELECT id, item_type, ? FROM _kept",
+        "INSERT INTO event_ledger (id_key, item_type, ingested_at) "  # noqa: S608
+        f"SELECT {ledger_key('id')}, item_type, ? FROM _kept",
         [now],
     )
     for table, aggregate in _BATCH_AGGREGATES.items():

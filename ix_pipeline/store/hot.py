@@ -17,7 +17,7 @@ from typing import Any
 
 import duckdb
 
-from ix_pipeline.store.schema import DDL
+from ix_pipeline.store.schema import DDL, ledger_key
 
 DEFAULT_MEMORY_LIMIT = "1GB"
 
@@ -74,6 +74,27 @@ def _init(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET TimeZone = 'UTC'")
     for statement in DDL:
         con.execute(statement)
+    _migrate_ledger_ids_to_keys(con)
+
+
+def _migrate_ledger_ids_to_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """A store written before the ledger kept keys has `event_ledger.id` strings: they become
+    `id_key`s in one transaction, on the first read-write open."""
+    columns = {
+        row[0]
+        for row in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'event_ledger'"
+        ).fetchall()
+    }
+    if "id" not in columns:
+        return
+    with transaction(con):
+        con.execute(
+            "CREATE TABLE event_ledger_keys AS SELECT "  # noqa: S608
+            f"{ledger_key('id')} AS id_key, item_type, ingested_at FROM event_ledger"
+        )
+        con.execute("DROP TABLE event_ledger")
+        con.execute("ALTER TABLE event_ledger_keys RENAME TO event_ledger")
 
 
 @contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 
 from ix_pipeline.store.archive import Archive
-from ix_pipeline.store.schema import ITEM_TYPES, interaction_table
+from ix_pipeline.store.schema import ITEM_TYPES, interaction_table, ledger_key
 
 
 def lost_events(con: duckdb.DuckDBPyConnection, archive: Archive) -> dict[str, int]:
@@ -16,9 +16,10 @@ def lost_events(con: duckdb.DuckDBPyConnection, archive: Archive) -> dict[str, i
         try:
             out[item_type] = con.execute(
                 f"""SELECT count(*) FROM event_ledger l
-                    WHERE l.item_type = ?
-                      AND NOT EXISTS (SELECT 1 FROM {interaction_table(item_type)} h WHERE h.id = l.id)
-                      AND NOT EXISTS (SELECT 1 FROM _archived a WHERE a.id = l.id)""",  # noqa: S608
+                    ANTI JOIN (SELECT {ledger_key("id")} AS id_key FROM {interaction_table(item_type)}
+                               UNION ALL SELECT {ledger_key("id")} FROM _archived) k
+                      ON k.id_key = l.id_key
+                    WHERE l.item_type = ?""",  # noqa: S608
                 [item_type],
             ).fetchall()[0][0]
         finally:

@@ -54,6 +54,16 @@ def interaction_table(item_type: ItemType) -> str:
     return {"campaign": "campaign_interactions", "canvas": "canvas_interactions"}[item_type]
 
 
+def ledger_key(id_sql: str) -> str:
+    """SQL for the ledger's key of an event id: its 128-bit MD5, fixed width. The ledger grows
+    by every event ever delivered: as strings its ids were over a quarter of a fresh store
+    (42 of 149 MB after 2 M events) and compressing them about a twentieth of an ingest's
+    CPU; as keys they take a fifth less space and no string work. Two distinct ids share a
+    key with probability about n² / 2¹²⁹ (10⁻¹⁹ for 10¹⁰ events). To look an id up:
+    `WHERE id_key = md5_number('…')`."""
+    return f"md5_number({id_sql})"
+
+
 def _interaction_ddl(table: str) -> str:
     cols = ",\n  ".join(f"{name} {typ}" for name, typ in INTERACTION_COLUMNS)
     return f"CREATE TABLE IF NOT EXISTS {table} (\n  {cols}\n);"
@@ -76,11 +86,11 @@ def pending_table(table: str) -> str:
 DDL: tuple[str, ...] = (
     _interaction_ddl("campaign_interactions"),
     _interaction_ddl("canvas_interactions"),
-    # Every event id ever stored, interaction or not: de-duplicates at-least-once delivery
-    # even after an item's rows left for the archive, and is the ledger the "nothing lost"
-    # check compares hot + archive against.
+    # Every event id ever stored, interaction or not, as its `ledger_key`: de-duplicates
+    # at-least-once delivery even after an item's rows left for the archive, and is the
+    # ledger the "nothing lost" check compares hot + archive against.
     """CREATE TABLE IF NOT EXISTS event_ledger (
-      id VARCHAR, item_type VARCHAR, ingested_at TIMESTAMPTZ
+      id_key UHUGEINT, item_type VARCHAR, ingested_at TIMESTAMPTZ
     );""",
     """CREATE TABLE IF NOT EXISTS ingested_files (
       path VARCHAR, size BIGINT, mtime_ns BIGINT, kind VARCHAR, status VARCHAR,

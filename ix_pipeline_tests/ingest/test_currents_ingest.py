@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -13,7 +14,12 @@ from ix_pipeline.demo.currents_files import write_avro, write_jsonl
 from ix_pipeline.ingest.currents_ingest import ingest_currents
 from ix_pipeline.settings import Settings, load_settings
 from ix_pipeline.store.hot import hot_connection
-from ix_pipeline.store.schema import DERIVED_TABLES, INTERACTION_COLUMN_NAMES, pending_table
+from ix_pipeline.store.schema import (
+    DERIVED_TABLES,
+    INTERACTION_COLUMN_NAMES,
+    ledger_key,
+    pending_table,
+)
 from ix_pipeline_tests.builders import T0, campaign_event, canvas_event, write_events
 from ix_pipeline_tests.conftest import derived_tables, ingest, q
 
@@ -240,3 +246,21 @@ def test_summaries_folded_from_many_batches_equal_one_batch(settings: Settings, 
         ("OPT_IN", T0 + 100), ("STOP", T0 + 99)]  # fmt: skip
     for name in DERIVED_TABLES:
         assert q(settings, f"SELECT count(*) FROM {pending_table(name)}") == [(0,)]  # noqa: S608
+
+
+def test_a_ledger_of_ids_from_an_older_store_becomes_keys_and_still_deduplicates(settings: Settings) -> None:
+    # A store written before the ledger kept keys: its ledger holds the ids themselves.
+    settings.hot_db.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(settings.hot_db)) as old:
+        old.execute("CREATE TABLE event_ledger (id VARCHAR, item_type VARCHAR, ingested_at TIMESTAMPTZ)")
+        old.execute("INSERT INTO event_ledger VALUES ('seen-1', 'campaign', now()), ('seen-2', NULL, now())")
+    write_events(settings.landing / "currents", CLICK,
+                 [campaign_event("cmp_1", "u1", eid="seen-1"), campaign_event("cmp_1", "u2", eid="new-1")])  # fmt: skip
+    _, report = ingest(settings)
+    assert report.events_stored == 1 and report.duplicates_skipped == 1
+    assert q(settings, "SELECT id FROM campaign_interactions") == [("new-1",)]
+    assert q(settings, "SELECT column_name FROM information_schema.columns WHERE table_name = 'event_ledger'") == [
+        ("id_key",), ("item_type",), ("ingested_at",)]  # fmt: skip
+    keys = f"SELECT x, item_type FROM unnest(?) t(x) JOIN event_ledger l ON l.id_key = {ledger_key('x')} ORDER BY x"  # noqa: S608
+    assert q(settings, keys, [["new-1", "seen-1", "seen-2"]]) == [
+        ("new-1", "campaign"), ("seen-1", "campaign"), ("seen-2", None)]  # fmt: skip

@@ -474,7 +474,7 @@ def _check(run: _Run, written: list[str]) -> None:
         f.duplicate_ids = sum(invariants.duplicate_ids(con, archive).values())
         f.visible_rows_of_hidden_items = invariants.visible_rows_of_hidden_items(con)
         f.items_in_flight = invariants.items_in_flight(con)
-        f.events_ingested = con.execute("SELECT count(DISTINCT id) FROM event_ledger").fetchall()[0][0]
+        f.events_ingested = con.execute("SELECT count(DISTINCT id_key) FROM event_ledger").fetchall()[0][0]
         f.items_expired_at_end = con.execute(
             "SELECT count(*) FROM item_lifecycle WHERE state = 'expired'"
         ).fetchall()[0][0]
