@@ -275,7 +275,7 @@ assert set(_FOLDS) == set(_BATCH_AGGREGATES) == set(DERIVED_TABLES)
 def fold_pending(con: duckdb.DuckDBPyConnection) -> int:
     """Merge every pending batch aggregate into its table, in one transaction; returns how
     many pending rows were folded. Ingestion calls it at the start of a run, to finish what
-    a crashed run left, and at its end when its last batch did not fold."""
+    a crashed run left; the run's own batches are folded by its last one."""
     with transaction(con):
         return _fold(con)
 
