@@ -159,3 +159,12 @@ def test_chunks_hold_at_most_chunk_items_items() -> None:
     decisions = [Decision(f"cnv_{k}", "canvas", "hot", None, (), True, "x") for k in range(7)]
     chunks = expiry._chunks(decisions, {}, chunk_items=3)
     assert [(t, len(c)) for t, c in chunks] == [("canvas", 3), ("canvas", 3), ("canvas", 1)]
+
+
+def test_the_lost_events_check_counts_an_id_neither_hot_nor_archived(workspace: Settings) -> None:
+    expire(workspace, NIGHT)
+    assert_invariants(workspace)  # archived ids count as kept: nothing lost so far
+    with hot_connection(workspace.hot_db) as con:
+        con.execute("DELETE FROM campaign_interactions WHERE id = "
+                    "(SELECT min(id) FROM campaign_interactions WHERE item_id = 'cmp_active')")  # fmt: skip
+        assert invariants.lost_events(con, archive_of(workspace)) == {"campaign": 1, "canvas": 0}
