@@ -80,13 +80,12 @@ def _init(con: duckdb.DuckDBPyConnection) -> None:
 def _migrate_ledger_ids_to_keys(con: duckdb.DuckDBPyConnection) -> None:
     """A store written before the ledger kept keys has `event_ledger.id` strings: they become
     `id_key`s in one transaction, on the first read-write open."""
-    columns = {
-        row[0]
-        for row in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'event_ledger'"
-        ).fetchall()
-    }
-    if "id" not in columns:
+    has_ids = scalar(
+        con,
+        """SELECT count(*) FROM information_schema.columns
+           WHERE table_schema = 'main' AND table_name = 'event_ledger' AND column_name = 'id'""",
+    )
+    if not has_ids:
         return
     with transaction(con):
         con.execute(
