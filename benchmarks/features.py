@@ -44,7 +44,7 @@ N_CAMPAIGNS = 200
 N_CANVASES = 50
 STEPS_PER_CANVAS = 5
 # Bump when the synthetic data changes, so a reused --data-dir is rebuilt.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 SEGMENT_ID = "seg_bench"
 SEGMENT = {
     "all": [
@@ -247,15 +247,20 @@ def build(db: Path, events: int, users: int) -> None:
         con.execute(
             f"""INSERT INTO user_summaries (user_id, external_user_id, last_received_any,
                     last_received_email, hard_bounced_at, feature_flags, clicked_aliases,
-                    items_received, news_feed_views)
+                    news_feed_views)
                 SELECT 'u' || lpad(i::VARCHAR, 7, '0'), 'xu' || lpad(i::VARCHAR, 7, '0'),
                        to_timestamp(1_704_067_200 + (i * 7919) % (510 * 86400)),
                        to_timestamp(1_704_067_200 + (i * 104729) % (510 * 86400)),
                        CASE WHEN i % 100 = 0 THEN TIMESTAMPTZ '2024-06-01 00:00:00+00' END,
                        CASE WHEN i % 10 = 0 THEN ['ff_1'] ELSE [] END,
                        ['alias_' || (i % 5)],
-                       ['cmp_' || lpad((i % {N_CAMPAIGNS})::VARCHAR, 3, '0')],
                        i % 3
+                FROM range({users}) r(i)"""  # noqa: S608
+        )
+        con.execute(
+            f"""INSERT INTO user_items_received
+                SELECT 'u' || lpad(i::VARCHAR, 7, '0'),
+                       'cmp_' || lpad((i % {N_CAMPAIGNS})::VARCHAR, 3, '0')
                 FROM range({users}) r(i)"""  # noqa: S608
         )
         con.execute(

@@ -36,8 +36,8 @@ Semantics the spec leaves open, fixed here:
   must agree).
 * ``last_*`` summary filters without ``op`` mean "ever happened" (the column is not null).
 * ``news_feed_view_count`` treats a user without views as 0 views (``lt 3`` includes them).
-* ``never_received`` is the universe minus users whose ``items_received`` holds the campaign
-  ID or Canvas step ID; it reads summaries, so expiry does not change it.
+* ``never_received`` is the universe minus users ``user_items_received`` pairs with the
+  campaign ID or Canvas step ID; it reads summaries, so expiry does not change it.
 * Tag filters read every campaign and Canvas whose ``tags`` contain the tag exactly
   (case-sensitive), through the same visible views.
 """
@@ -278,7 +278,10 @@ def _leaf_sql(leaf: Leaf, as_of: datetime) -> Query:
         return f"SELECT user_id FROM user_summaries WHERE {_SUMMARY_FLAGS[name]} IS NOT NULL", []  # noqa: S608
     if name == "never_received":
         received = step if cnv_id is not None else cmp_id
-        sql = "SELECT user_id FROM user_summaries WHERE NOT list_contains(coalesce(items_received, []), ?)"
+        sql = (
+            "SELECT user_id FROM user_summaries ANTI JOIN "
+            "(SELECT user_id FROM user_items_received WHERE received_id = ?) USING (user_id)"
+        )
         return sql, [received]
     if name == "feature_flag":
         return "SELECT user_id FROM user_summaries WHERE list_contains(feature_flags, ?)", [p["flag_id"]]

@@ -40,7 +40,8 @@ HOT_SPECS = [
     dg.AssetSpec("canvas_interactions", group_name="hot_store", kinds={"duckdb"},
                  description="One row per Canvas interaction event (Currents id), while hot."),
     dg.AssetSpec("user_summaries", group_name="hot_store", kinds={"duckdb"},
-                 description="Per-user facts that never expire (last received any/channel, bounces, flags…)."),
+                 description="Per-user facts that never expire (last received any/channel, bounces, flags…; "
+                             "with user_items_received and user_inbound_keywords)."),
     dg.AssetSpec("item_analytics", group_name="hot_store", kinds={"duckdb"},
                  description="Event counts per item, variant, step, event type and day; never expire."),
 ]  # fmt: skip

@@ -5,9 +5,9 @@ One `store_events` call is one DuckDB transaction: either a batch of files is fu
 quarantine entries) or nothing is, so a crash mid-ingest leaves no partial state and the same
 files are simply read again.
 
-The per-user summaries, keyword dates and item analytics are folded in two steps, because
-updating 100,000 wide summary rows in every batch was a third of an ingest's time:
-each batch appends its own aggregate to a `*_pending` table (an append, in the batch's
+The per-user summaries, received ids, keyword dates and item analytics are folded in two
+steps, because updating 100,000 wide summary rows in every batch was a third of an ingest's
+time: each batch appends its own aggregate to a `*_pending` table (an append, in the batch's
 transaction), and the run's last batch merges them all into the real tables, in its own
 transaction (`store_events(..., fold=True)`). Its own aggregate then never reaches the WAL
 as pending rows: inserted and deleted in one transaction, DuckDB never writes it, and a run
@@ -195,16 +195,17 @@ _SUMMARY_AGGREGATES: dict[str, str] = {
     "'users.messages.featureflag.Impression' AND feature_flag_id_name IS NOT NULL))",
     "clicked_aliases": "list_distinct(list(link_alias) FILTER (WHERE kind = 'clicked' "
     "AND link_alias IS NOT NULL))",
-    # Campaign ids and Canvas step ids: what "Has Never Received a Message from…" reads.
-    "items_received": "list_distinct(list(coalesce(canvas_step_id, campaign_id)) FILTER "
-    "(WHERE kind = 'received' AND coalesce(canvas_step_id, campaign_id) IS NOT NULL))",
 }
-_LISTS = ("feature_flags", "clicked_aliases", "items_received")
+_LISTS = ("feature_flags", "clicked_aliases")
 
 _BATCH_AGGREGATES: dict[str, str] = {
     "user_summaries": "SELECT user_id, "  # noqa: S608
     + ", ".join(f"{expr} AS {name}" for name, expr in _SUMMARY_AGGREGATES.items())
     + " FROM _kept GROUP BY user_id",
+    # Campaign ids and Canvas step ids: what "Has Never Received a Message from…" reads.
+    "user_items_received": "SELECT DISTINCT user_id, "
+    "coalesce(canvas_step_id, campaign_id) AS received_id FROM _kept "
+    "WHERE kind = 'received' AND coalesce(canvas_step_id, campaign_id) IS NOT NULL",
     "user_inbound_keywords": "SELECT user_id, action AS category, "
     "to_timestamp(max(time)) AS last_at FROM _kept "
     "WHERE event_type = 'users.messages.sms.InboundReceive' AND action IS NOT NULL GROUP BY ALL",
@@ -258,6 +259,8 @@ def _summary_fold() -> _Fold:
 
 _FOLDS: dict[str, _Fold] = {
     "user_summaries": _summary_fold(),
+    # Nothing to combine: a pair is there or it is not.
+    "user_items_received": _Fold(("user_id", "received_id"), {}, {}),
     "user_inbound_keywords": _Fold(
         ("user_id", "category"),
         {"last_at": "max(last_at)"},
@@ -289,9 +292,9 @@ def _fold(con: duckdb.DuckDBPyConnection) -> int:
         if not n:
             continue
         keys = ", ".join(fold.keys)
-        combined = ", ".join(f"{expr} AS {name}" for name, expr in fold.combine.items())
+        combined = "".join(f", {expr} AS {name}" for name, expr in fold.combine.items())
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _agg AS SELECT {keys}, {combined} "  # noqa: S608
+            f"CREATE OR REPLACE TEMP TABLE _agg AS SELECT {keys}{combined} "  # noqa: S608
             f"FROM {pending} GROUP BY {keys}"
         )
         _merge(con, table, fold)
@@ -306,7 +309,8 @@ def _merge(con: duckdb.DuckDBPyConnection, table: str, fold: _Fold) -> None:
     row by row and needs an index that slows every batch down)."""
     match = " AND ".join(f"{table}.{k} = a.{k}" for k in fold.keys)
     set_sql = ", ".join(f"{name} = {expr}" for name, expr in fold.merge.items())
-    con.execute(f"UPDATE {table} SET {set_sql} FROM _agg a WHERE {match}")  # noqa: S608
+    if set_sql:  # a table of keys only has nothing to update
+        con.execute(f"UPDATE {table} SET {set_sql} FROM _agg a WHERE {match}")  # noqa: S608
     exists = " AND ".join(f"t.{k} = a.{k}" for k in fold.keys)
     columns = ", ".join((*fold.keys, *fold.combine))
     con.execute(

@@ -75,17 +75,24 @@ def _init(con: duckdb.DuckDBPyConnection) -> None:
     for statement in DDL:
         con.execute(statement)
     _migrate_ledger_ids_to_keys(con)
+    _migrate_items_received_to_pairs(con)
+
+
+def _has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    return bool(
+        scalar(
+            con,
+            """SELECT count(*) FROM information_schema.columns
+               WHERE table_schema = 'main' AND table_name = ? AND column_name = ?""",
+            [table, column],
+        )
+    )
 
 
 def _migrate_ledger_ids_to_keys(con: duckdb.DuckDBPyConnection) -> None:
     """A store written before the ledger kept keys has `event_ledger.id` strings: they become
     `id_key`s in one transaction, on the first read-write open."""
-    has_ids = scalar(
-        con,
-        """SELECT count(*) FROM information_schema.columns
-           WHERE table_schema = 'main' AND table_name = 'event_ledger' AND column_name = 'id'""",
-    )
-    if not has_ids:
+    if not _has_column(con, "event_ledger", "id"):
         return
     with transaction(con):
         con.execute(
@@ -94,6 +101,30 @@ def _migrate_ledger_ids_to_keys(con: duckdb.DuckDBPyConnection) -> None:
         )
         con.execute("DROP TABLE event_ledger")
         con.execute("ALTER TABLE event_ledger_keys RENAME TO event_ledger")
+
+
+def _migrate_items_received_to_pairs(con: duckdb.DuckDBPyConnection) -> None:
+    """A store written before `user_items_received` existed keeps each user's received ids as
+    the list `user_summaries.items_received` (and so does its pending aggregate, after a crash
+    between batches): they become rows of the pair tables, in one transaction, on the first
+    read-write open."""
+    lists = [
+        (summaries, pairs)
+        for summaries, pairs in (
+            ("user_summaries", "user_items_received"),
+            ("user_summaries_pending", "user_items_received_pending"),
+        )
+        if _has_column(con, summaries, "items_received")
+    ]
+    if not lists:
+        return
+    with transaction(con):
+        for summaries, pairs in lists:
+            con.execute(
+                f"INSERT INTO {pairs} SELECT DISTINCT user_id, unnest(items_received) "  # noqa: S608
+                f"FROM {summaries}"
+            )
+            con.execute(f"ALTER TABLE {summaries} DROP COLUMN items_received")
 
 
 @contextmanager

@@ -91,6 +91,7 @@ def observe(db: Path, work: Path) -> Observation:
             "csvs": csvs,
             "profiles": {u: profile_lists(con, u) for u in users},
             "user_summaries": con.execute("SELECT * FROM user_summaries ORDER BY user_id").fetchall(),
+            "received": con.execute("SELECT * FROM user_items_received ORDER BY ALL").fetchall(),
             "inbound": con.execute("SELECT * FROM user_inbound_keywords ORDER BY ALL").fetchall(),
             "item_analytics": con.execute("SELECT * FROM item_analytics ORDER BY ALL").fetchall(),
             "catalog": con.execute("SELECT * FROM catalog_items ORDER BY id").fetchall(),

@@ -15,6 +15,7 @@ from ix_pipeline.ingest.currents_ingest import ingest_currents
 from ix_pipeline.settings import Settings, load_settings
 from ix_pipeline.store.hot import hot_connection
 from ix_pipeline.store.schema import (
+    DDL,
     DERIVED_TABLES,
     INTERACTION_COLUMN_NAMES,
     ledger_key,
@@ -192,9 +193,10 @@ def test_summaries_are_fed_by_every_event_and_items_ever_received(settings: Sett
     _, report = ingest(settings)
     assert report.events_stored == 6
     [row] = q(settings, """SELECT epoch(last_received_any)::BIGINT, epoch(last_received_email)::BIGINT,
-                           hard_bounced_at IS NOT NULL, last_inbound_keyword_category, news_feed_views, items_received
+                           hard_bounced_at IS NOT NULL, last_inbound_keyword_category, news_feed_views
                            FROM user_summaries WHERE user_id = 'u1'""")  # fmt: skip
-    assert row == (T0, T0, True, "OPT_IN", 3, ["cmp_1"])
+    assert row == (T0, T0, True, "OPT_IN", 3)
+    assert q(settings, "SELECT user_id, received_id FROM user_items_received") == [("u1", "cmp_1")]
     assert q(settings, "SELECT count(*) FROM campaign_interactions") == [(1,)]
 
 
@@ -237,11 +239,14 @@ def test_summaries_folded_from_many_batches_equal_one_batch(settings: Settings, 
         ingest_currents(con, [other.landing], other.quarantine, "all-at-once")
     assert derived_tables(settings) == derived_tables(other)
     assert q(settings, """SELECT user_id, last_inbound_keyword_category, list_sort(clicked_aliases), news_feed_views,
-                                 epoch(last_engaged)::BIGINT, list_sort(items_received)
+                                 epoch(last_engaged)::BIGINT
                           FROM user_summaries ORDER BY user_id""") == [
-        ("u1", "OPT_IN", ["al0", "al1", "al2"], 0, T0 + 31, ["cmp_0", "cmp_1"]),
-        ("u2", None, [], 4, None, ["cmp_0", "cmp_1"]),
+        ("u1", "OPT_IN", ["al0", "al1", "al2"], 0, T0 + 31),
+        ("u2", None, [], 4, None),
     ]  # fmt: skip
+    # Each pair once, though every batch that received it added it again.
+    assert q(settings, "SELECT user_id, received_id FROM user_items_received ORDER BY ALL") == [
+        ("u1", "cmp_0"), ("u1", "cmp_1"), ("u2", "cmp_0"), ("u2", "cmp_1")]  # fmt: skip
     assert q(settings, "SELECT category, epoch(last_at)::BIGINT FROM user_inbound_keywords ORDER BY 1") == [
         ("OPT_IN", T0 + 100), ("STOP", T0 + 99)]  # fmt: skip
     for name in DERIVED_TABLES:
@@ -264,3 +269,21 @@ def test_a_ledger_of_ids_from_an_older_store_becomes_keys_and_still_deduplicates
     keys = f"SELECT x, item_type FROM unnest(?) t(x) JOIN event_ledger l ON l.id_key = {ledger_key('x')} ORDER BY x"  # noqa: S608
     assert q(settings, keys, [["new-1", "seen-1", "seen-2"]]) == [
         ("new-1", "campaign"), ("seen-1", "campaign"), ("seen-2", None)]  # fmt: skip
+
+
+def test_received_lists_of_an_older_store_become_pairs(settings: Settings) -> None:
+    # A store written before `user_items_received`: each user's received ids are a list in
+    # `user_summaries`, and a crash between batches left one in the pending aggregate.
+    settings.hot_db.parent.mkdir(parents=True, exist_ok=True)
+    [summaries] = [s for s in DDL if "TABLE IF NOT EXISTS user_summaries (" in s]
+    with duckdb.connect(str(settings.hot_db)) as old:
+        old.execute(summaries.replace("clicked_aliases VARCHAR[]", "clicked_aliases VARCHAR[], items_received VARCHAR[]"))
+        old.execute("CREATE TABLE user_summaries_pending AS SELECT * FROM user_summaries LIMIT 0")
+        old.execute("INSERT INTO user_summaries (user_id, items_received) VALUES ('u1', ['cmp_1', 'stp_1']), ('u2', NULL)")
+        old.execute("INSERT INTO user_summaries_pending (user_id, items_received) VALUES ('u1', ['cmp_1', 'cmp_2'])")
+    write_events(settings.landing / "currents", "users.messages.email.Send", [campaign_event("cmp_3", "u2")])
+    ingest(settings)
+    assert q(settings, "SELECT * FROM user_items_received ORDER BY ALL") == [
+        ("u1", "cmp_1"), ("u1", "cmp_2"), ("u1", "stp_1"), ("u2", "cmp_3")]  # fmt: skip
+    assert q(settings, "SELECT table_name FROM information_schema.columns WHERE column_name = 'items_received'") == []
+    assert q(settings, "SELECT count(*) FROM user_summaries_pending") == [(0,)]
