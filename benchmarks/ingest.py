@@ -248,7 +248,7 @@ of its default size ({INGEST_BATCH_ROWS:,} events; files read, validated and typ
 threads), one transaction each: the ledger check (de-duplication), hot rows, `event_ledger`, the
 batch's per-user / per-keyword / per-item aggregates into the `*_pending` tables,
 `ingested_files`; the last batch also folds the pending aggregates into `user_summaries`,
-`user_inbound_keywords` and `item_analytics`. Baseline: `pl.read_avro` of each file (event type from the `event_type=` folder),
+`user_items_received`, `user_inbound_keywords` and `item_analytics`. Baseline: `pl.read_avro` of each file (event type from the `event_type=` folder),
 `pl.concat` per {BATCH_ROWS:,} rows and `INSERT INTO raw_events BY NAME` into one plain table
 of a fresh DuckDB file; no validation, no de-duplication, no derived tables. Each runs in its
 own child process; times are measured inside the child (open to close, CHECKPOINT included),
