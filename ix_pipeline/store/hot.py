@@ -57,6 +57,13 @@ def open_hot(
                 ) from exc
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
+    if read_only and _needs_upgrade(con):
+        # A store an earlier version wrote: its migrations run on a read-write open (`_init`),
+        # so a reader that came first would miss tables it queries. Upgrade it with one short
+        # read-write open, then read it as asked.
+        con.close()
+        open_hot(path, wait_seconds=wait_seconds).close()
+        return open_hot(path, read_only=True, wait_seconds=wait_seconds)
     con.execute("SET TimeZone = 'UTC'")
     # Bounded memory: DuckDB spills to <db>.tmp beyond this instead of growing with the data.
     con.execute(
@@ -87,6 +94,17 @@ def _has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool
             [table, column],
         )
     )
+
+
+def _needs_upgrade(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether `_init` has yet to bring this store to the current schema: the newest table is
+    missing (also true of a file no run has initialised) or the ledger still holds ids."""
+    newest = scalar(
+        con,
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = 'main' AND table_name = 'user_items_received'",
+    )
+    return not newest or _has_column(con, "event_ledger", "id")
 
 
 def _migrate_ledger_ids_to_keys(con: duckdb.DuckDBPyConnection) -> None:

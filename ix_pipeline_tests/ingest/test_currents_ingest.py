@@ -271,19 +271,36 @@ def test_a_ledger_of_ids_from_an_older_store_becomes_keys_and_still_deduplicates
         ("new-1", "campaign"), ("seen-1", "campaign"), ("seen-2", None)]  # fmt: skip
 
 
-def test_received_lists_of_an_older_store_become_pairs(settings: Settings) -> None:
-    # A store written before `user_items_received`: each user's received ids are a list in
-    # `user_summaries`, and a crash between batches left one in the pending aggregate.
-    settings.hot_db.parent.mkdir(parents=True, exist_ok=True)
+def write_store_with_received_lists(path: Path) -> None:
+    """A store written before `user_items_received`: each user's received ids are a list in
+    `user_summaries`, and a crash between batches left one in the pending aggregate."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     [summaries] = [s for s in DDL if "TABLE IF NOT EXISTS user_summaries (" in s]
-    with duckdb.connect(str(settings.hot_db)) as old:
+    with duckdb.connect(str(path)) as old:
         old.execute(summaries.replace("clicked_aliases VARCHAR[]", "clicked_aliases VARCHAR[], items_received VARCHAR[]"))
         old.execute("CREATE TABLE user_summaries_pending AS SELECT * FROM user_summaries LIMIT 0")
         old.execute("INSERT INTO user_summaries (user_id, items_received) VALUES ('u1', ['cmp_1', 'stp_1']), ('u2', NULL)")
         old.execute("INSERT INTO user_summaries_pending (user_id, items_received) VALUES ('u1', ['cmp_1', 'cmp_2'])")
+
+
+def test_received_lists_of_an_older_store_become_pairs(settings: Settings) -> None:
+    write_store_with_received_lists(settings.hot_db)
     write_events(settings.landing / "currents", "users.messages.email.Send", [campaign_event("cmp_3", "u2")])
     ingest(settings)
     assert q(settings, "SELECT * FROM user_items_received ORDER BY ALL") == [
         ("u1", "cmp_1"), ("u1", "cmp_2"), ("u1", "stp_1"), ("u2", "cmp_3")]  # fmt: skip
     assert q(settings, "SELECT table_name FROM information_schema.columns WHERE column_name = 'items_received'") == []
     assert q(settings, "SELECT count(*) FROM user_summaries_pending") == [(0,)]
+
+
+def test_a_reader_of_an_older_store_sees_it_upgraded(settings: Settings) -> None:
+    # The first open after an upgrade of the code may be a reader (`ix status`, a check, a
+    # sensor): it must not miss the tables and columns the migrations create.
+    write_store_with_received_lists(settings.hot_db)
+    with duckdb.connect(str(settings.hot_db)) as old:
+        old.execute("CREATE TABLE event_ledger (id VARCHAR, item_type VARCHAR, ingested_at TIMESTAMPTZ)")
+        old.execute("INSERT INTO event_ledger VALUES ('seen-1', 'campaign', now())")
+    assert q(settings, f"SELECT count(*) FROM event_ledger WHERE id_key = {ledger_key('?')}", ["seen-1"]) == [(1,)]  # noqa: S608
+    assert q(settings, "SELECT * FROM user_items_received ORDER BY ALL") == [("u1", "cmp_1"), ("u1", "stp_1")]
+    assert q(settings, "SELECT * FROM user_items_received_pending ORDER BY ALL") == [("u1", "cmp_1"), ("u1", "cmp_2")]
+    assert q(settings, "SELECT table_name FROM information_schema.columns WHERE column_name = 'items_received'") == []
