@@ -36,8 +36,8 @@ Semantics the spec leaves open, fixed here:
   must agree).
 * ``last_*`` summary filters without ``op`` mean "ever happened" (the column is not null).
 * ``news_feed_view_count`` treats a user without views as 0 views (``lt 3`` includes them).
-* ``never_received`` is the universe minus users ``user_items_received`` pairs with the
-  campaign ID or Canvas step ID; it reads summaries, so expiry does not change it.
+* ``never_received`` is the universe minus the users that ``user_items_received`` pairs with
+  the campaign ID or Canvas step ID; it reads summaries, so expiry does not change it.
 * Tag filters read every campaign and Canvas whose ``tags`` contain the tag exactly
   (case-sensitive), through the same visible views.
 """

@@ -132,8 +132,9 @@ DDL: tuple[str, ...] = (
     );""",
     # Every campaign id and Canvas step id each user ever received, one row per pair, for
     # "Has Never Received a Message from Campaign or Canvas Step". A row per pair, not a list
-    # per user: building, de-duplicating and merging lists of ids was a tenth of an ingest's
-    # CPU, a DISTINCT over pairs costs a fraction of that.
+    # per user: a batch's DISTINCT pairs cost what its lists did, but the lists were then
+    # flattened and de-duplicated again by the fold and written to the WAL with the pending
+    # summaries; without them an ingest of 2 M events takes 2 CPU-s (7 %) less.
     """CREATE TABLE IF NOT EXISTS user_items_received (
       user_id VARCHAR, received_id VARCHAR
     );""",
