@@ -89,6 +89,12 @@ class StressConfig:
     )  # fmt: skip
     restore_plan: tuple[str | None, ...] = ("restore.mid_copy", None, None)
     reader_pause_s: float = 3.0
+    # The load goes on past `duration_s` until each kind of writer has run this often (keys
+    # are prefixes of operation names), but never past `max_duration_s`: on a loaded machine
+    # one `ix` run can take most of the duration, and a load of one ingest proves nothing
+    # about concurrent ones.
+    min_operations: tuple[tuple[str, int], ...] = (("ingest", 2), ("expire", 1), ("restore_", 1))
+    max_duration_s: float = 90.0
     start_as_of: datetime = datetime(2024, 9, 1, 2, tzinfo=UTC)
     as_of_step: timedelta = timedelta(days=75)
     op_timeout_s: float = 300.0
@@ -222,6 +228,14 @@ class _Run:
             self.failure(f"{kind} {' '.join(args)} exited {proc.returncode}: {err[-1500:]}")
             return None
         return json.loads(out)  # type: ignore[no-any-return]
+
+    def enough_load(self) -> bool:
+        """Has each kind of operation in `min_operations` been started often enough?"""
+        with self.lock:
+            return all(
+                sum(n for kind, n in self.ops.items() if kind.startswith(prefix)) >= least
+                for prefix, least in self.config.min_operations
+            )
 
     def failure(self, text: str) -> None:
         self.log(f"FAILURE {text}")
@@ -532,8 +546,13 @@ def run_stress(
     ]  # fmt: skip
     for w in workers:
         w.start()
-    deadline = time.monotonic() + config.duration_s
-    while time.monotonic() < deadline and all(w.is_alive() for w in workers):
+    load_started = time.monotonic()
+    while all(w.is_alive() for w in workers):
+        elapsed = time.monotonic() - load_started
+        if elapsed >= config.max_duration_s or (
+            elapsed >= config.duration_s and run.enough_load()
+        ):
+            break
         time.sleep(0.5)
     run.stop.set()
     log(f"load phase over after {time.monotonic() - started:.0f} s: {dict(run.ops)}; draining")
