@@ -36,11 +36,17 @@ from ix_pipeline.store.lifecycle_io import (
 )
 from ix_pipeline.store.schema import ITEM_TYPES, ItemType, interaction_table
 
-CHUNK_ITEMS = 500
-# The Delta writer holds a chunk's rows (compressed) until its commit, about 0.3 GB per million
-# rows, while DuckDB streams them out under a lowered memory limit: the process stays under
-# 1 GB. Smaller chunks cost a scan of the hot table each.
-CHUNK_ROWS = 1_500_000
+# Each chunk costs a scan of the hot table that decodes every column of every row (the items'
+# rows are spread over all row groups): at 10 M events that scan, not the rows it yields, is
+# most of what DuckDB spends on a chunk. So chunks are as large as memory allows. The Delta
+# writer keeps, per item of the chunk, an open row group (at most 4,096 rows, see
+# archive.WRITER_PROPERTIES) and, per chunk, its files (compressed, about 40 MB per million
+# rows) until the commit: 200 items and 4 M rows keep the process under 1 GB, with DuckDB
+# held to 128 MB while it streams the rows out (a scan and a join on 200 ids need no more).
+CHUNK_ITEMS = 200
+CHUNK_ROWS = 4_000_000
+WRITE_DUCKDB_MEMORY = "128MB"
+# The rest of the run (verification, deletes, the final checkpoint).
 EXPIRY_DUCKDB_MEMORY = "256MB"
 
 
@@ -189,7 +195,8 @@ def _expire_chunk(
     ids = [t.item_id for t in owned]
     if not ids:
         return
-    result.rows_archived += archive_hot_rows(con, archive, item_type, ids, run_id=run_id)
+    with memory_limit(con, WRITE_DUCKDB_MEMORY):
+        result.rows_archived += archive_hot_rows(con, archive, item_type, ids, run_id=run_id)
     fault_point("expiry.after_archive_write")
     missing = hot_ids_missing_from_archive(con, archive, item_type, ids)
     if missing:

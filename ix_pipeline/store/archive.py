@@ -40,11 +40,15 @@ ARCHIVE_SCHEMA = pa.schema(
 # column per partition that the writer holds until the file closes, then falls back to plain:
 # plain from the start made a 2 M-row, 100-item append 1.5x faster, 0.6 GB smaller in peak
 # memory and its files 20 % smaller. Small pages keep what the writer buffers compressed.
+# The writer holds each open file's current row group uncompressed: rows arrive interleaved,
+# so an expiry chunk has a file open per item. Row groups of 4,096 rows bound that to a few
+# MB per item (181 items: 0.94 GB peak against 1.38 GB unbounded, at the same speed).
 _UNIQUE_PER_ROW = ("id", "user_id", "external_user_id", "time", "send_id", "dispatch_id")
 WRITER_PROPERTIES = WriterProperties(
     compression="SNAPPY",  # a WriterProperties without it writes uncompressed files
     data_page_size_limit=128 * 1024,
     dictionary_page_size_limit=256 * 1024,
+    max_row_group_size=4096,
     column_properties={c: ColumnProperties(dictionary_enabled=False) for c in _UNIQUE_PER_ROW},
 )
 
