@@ -185,10 +185,8 @@ def test_verification_reports_exactly_the_hot_ids_the_archive_lacks(workspace: S
         assert hot_ids_missing_from_archive(con, archive, "campaign", item) == {}
         # A new hot row the archive lacks, beside the foreign archived one: the counts agree,
         # the missing id is still found.
-        con.execute(
-            "INSERT INTO campaign_interactions SELECT * REPLACE ('late-' || id AS id) "
-            f"FROM campaign_interactions WHERE id = {one}"  # noqa: S608
-        )
+        late = "SELECT * REPLACE ('late-' || id AS id) FROM campaign_interactions WHERE id = "
+        con.execute(f"INSERT INTO campaign_interactions {late}{one}")  # noqa: S608
         assert hot_ids_missing_from_archive(con, archive, "campaign", item) == {"cmp_stop": 1}
         assert hot_ids_missing_from_archive(con, archive, "campaign", ["cmp_active"]) == {
             "cmp_active": hot["cmp_active"]
