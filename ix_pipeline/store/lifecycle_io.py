@@ -250,8 +250,13 @@ def hot_ids_missing_from_archive(
         "WHERE item_id IN (SELECT unnest($ids)))",
         {"ids": list(item_ids)},
     )
-    with _scope(con, archive, item_type, item_ids):
-        archived = _id_digests(con, "_archived")
+    # The items' partitions, unfiltered: rows of another item sharing one form their own group.
+    scan = archive.dataset(item_type, item_ids).scanner(columns=["item_id", "id"])
+    con.register("_archived_ids", scan.to_reader())
+    try:
+        archived = _id_digests(con, "_archived_ids")
+    finally:
+        con.unregister("_archived_ids")
     unsure = [item for item, digest in hot.items() if archived.get(item) != digest]
     if not unsure:
         return {}
