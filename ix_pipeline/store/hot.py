@@ -23,7 +23,8 @@ DEFAULT_MEMORY_LIMIT = "1GB"
 
 
 class HotStoreBusy(RuntimeError):
-    """The hot DuckDB file is held by another process (a run is writing to it)."""
+    """The hot DuckDB file is held by another process: a writer, or (for a read-write open)
+    any process that has it open."""
 
 
 def _is_lock_error(exc: BaseException) -> bool:
@@ -51,9 +52,11 @@ def open_hot(
             if not _is_lock_error(exc):
                 raise
             if time.monotonic() >= deadline:
+                # A read-only open waits only for a writer; a read-write one for any process.
+                holder = "a run writing to it" if read_only else "a run or a reader"
                 raise HotStoreBusy(
-                    f"the hot store {path} is in use by another process (a run is writing "
-                    "to it); try again when it finishes"
+                    f"the hot store {path} is in use by another process ({holder}); "
+                    "try again when it finishes"
                 ) from exc
             time.sleep(delay)
             delay = min(delay * 2, 1.0)

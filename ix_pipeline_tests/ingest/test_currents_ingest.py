@@ -304,3 +304,34 @@ def test_a_reader_of_an_older_store_sees_it_upgraded(settings: Settings) -> None
     assert q(settings, "SELECT * FROM user_items_received ORDER BY ALL") == [("u1", "cmp_1"), ("u1", "stp_1")]
     assert q(settings, "SELECT * FROM user_items_received_pending ORDER BY ALL") == [("u1", "cmp_1"), ("u1", "cmp_2")]
     assert q(settings, "SELECT table_name FROM information_schema.columns WHERE column_name = 'items_received'") == []
+
+
+@pytest.mark.parametrize(
+    ("holder_read_only", "we_read_only", "who"),
+    [(False, True, "a run writing to it"), (True, False, "a run or a reader")],
+)
+def test_a_held_store_is_busy_and_says_who_can_hold_it(
+    settings: Settings, holder_read_only: bool, we_read_only: bool, who: str
+) -> None:
+    import subprocess
+    import sys
+
+    from ix_pipeline.store.hot import HotStoreBusy
+
+    with hot_connection(settings.hot_db):
+        pass  # the store exists
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == '1'); "
+         "print('open', flush=True); time.sleep(60)",
+         str(settings.hot_db), "1" if holder_read_only else "0"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        with pytest.raises(HotStoreBusy, match=f"in use by another process \\({who}\\)"):
+            with hot_connection(settings.hot_db, read_only=we_read_only, wait_seconds=0.3):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
