@@ -41,11 +41,13 @@ from ix_pipeline.store.schema import ITEM_TYPES, ItemType, interaction_table
 # most of what DuckDB spends on a chunk. So chunks are as large as memory allows. The Delta
 # writer keeps, per item of the chunk, an open row group (at most 4,096 rows, see
 # archive.WRITER_PROPERTIES) and, per chunk, its files (compressed, about 40 MB per million
-# rows) until the commit: 200 items and 4 M rows keep the process under 1 GB, with DuckDB
-# held to 128 MB while it streams the rows out (a scan and a join on 200 ids need no more).
+# rows) until the commit: 200 items and 4 M rows keep the process under 1 GB (0.94-0.97 GB
+# at 10 M events), with DuckDB held to 256 MB while it streams the rows out. Less is not
+# enough when items expire again after a restore: leaving out the ids already archived
+# then hashes millions of them (128 MB ran out of memory on 3.6 M).
 CHUNK_ITEMS = 200
 CHUNK_ROWS = 4_000_000
-WRITE_DUCKDB_MEMORY = "128MB"
+WRITE_DUCKDB_MEMORY = "256MB"
 # The rest of the run (verification, deletes, the final checkpoint, which rewrites the
 # tables' half-deleted row groups: 4.9 s at 640 MB against 5.7 s at 256 MB at 10 M events).
 # The writer's memory is back with the OS by then (see ix_pipeline/__init__.py).
