@@ -41,13 +41,16 @@ from ix_pipeline.store.schema import ITEM_TYPES, ItemType, interaction_table
 # most of what DuckDB spends on a chunk. So chunks are as large as memory allows. The Delta
 # writer keeps, per item of the chunk, an open row group (at most 4,096 rows, see
 # archive.WRITER_PROPERTIES) and, per chunk, its files (compressed, about 40 MB per million
-# rows) until the commit: 200 items and 4 M rows keep the process under 1 GB (0.94-0.97 GB
-# at 10 M events), with DuckDB held to 256 MB while it streams the rows out. Less is not
-# enough when items expire again after a restore: leaving out the ids already archived
-# then hashes millions of them (128 MB ran out of memory on 3.6 M).
+# rows) until the commit: 200 items and 4 M rows keep the process under 1 GB.
 CHUNK_ITEMS = 200
 CHUNK_ROWS = 4_000_000
-WRITE_DUCKDB_MEMORY = "256MB"
+# DuckDB's memory while the rows stream out: 128 MB when none of the chunk's items has rows
+# in the archive (a first expiry: a scan and a join on the chunk's ids); 256 MB when some
+# do (they expire again after a restore), since leaving out the ids already archived then
+# hashes them all: 128 MB ran out of memory on 3.6 M of them. At 10 M events, a first expiry
+# peaks at 0.89-0.90 GB with 128 MB and 0.96-0.98 GB with 256 MB.
+WRITE_DUCKDB_MEMORY = "128MB"
+WRITE_AGAIN_DUCKDB_MEMORY = "256MB"
 # The rest of the run (verification, deletes, the final checkpoint, which rewrites the
 # tables' half-deleted row groups: 4.9 s at 640 MB against 5.7 s at 256 MB at 10 M events).
 # The writer's memory is back with the OS by then (see ix_pipeline/__init__.py).
@@ -199,7 +202,8 @@ def _expire_chunk(
     ids = [t.item_id for t in owned]
     if not ids:
         return
-    with memory_limit(con, WRITE_DUCKDB_MEMORY):
+    again = archive.holds_rows_of(item_type, ids)
+    with memory_limit(con, WRITE_AGAIN_DUCKDB_MEMORY if again else WRITE_DUCKDB_MEMORY):
         result.rows_archived += archive_hot_rows(con, archive, item_type, ids, run_id=run_id)
     fault_point("expiry.after_archive_write")
     missing = hot_ids_missing_from_archive(con, archive, item_type, ids)

@@ -106,6 +106,14 @@ class Archive:
         scanner = self.dataset(item_type, item_ids).scanner(columns=list(columns), filter=wanted)
         return scanner.to_reader()
 
+    def holds_rows_of(self, item_type: ItemType, item_ids: Iterable[str]) -> bool:
+        """Whether any of the items has rows in the archive, from the Delta log alone."""
+        table = self.table(item_type)
+        keys = sorted({item_key(i) for i in item_ids})
+        if table is None or not keys:
+            return False
+        return bool(table.file_uris(file_pruning_predicate=[("item_key", "in", keys)]))
+
     def dataset(self, item_type: ItemType, item_ids: Iterable[str] | None = None) -> pds.Dataset:
         """A lazy dataset of the archive, pruned to the given items' partitions when named."""
         table = self.table(item_type)

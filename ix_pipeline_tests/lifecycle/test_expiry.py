@@ -191,3 +191,16 @@ def test_verification_reports_exactly_the_hot_ids_the_archive_lacks(workspace: S
         assert hot_ids_missing_from_archive(con, archive, "campaign", ["cmp_active"]) == {
             "cmp_active": hot["cmp_active"]
         }
+
+
+def test_the_archive_tells_which_items_it_holds_rows_of(workspace: Settings) -> None:
+    from ix_pipeline.store.lifecycle_io import archive_hot_rows
+
+    archive = archive_of(workspace)
+    assert not archive.holds_rows_of("campaign", ["cmp_stop"])  # no table yet
+    with hot_connection(workspace.hot_db) as con:
+        archive_hot_rows(con, archive, "campaign", ["cmp_stop"], run_id="test")
+    assert archive.holds_rows_of("campaign", ["cmp_active", "cmp_stop"])
+    assert not archive.holds_rows_of("campaign", ["cmp_active"])
+    assert not archive.holds_rows_of("canvas", ["cnv_stop"])
+    assert not archive.holds_rows_of("campaign", [])
