@@ -108,11 +108,8 @@ class Archive:
 
     def holds_rows_of(self, item_type: ItemType, item_ids: Iterable[str]) -> bool:
         """Whether any of the items has rows in the archive, from the Delta log alone."""
-        table = self.table(item_type)
-        keys = sorted({item_key(i) for i in item_ids})
-        if table is None or not keys:
-            return False
-        return bool(table.file_uris(file_pruning_predicate=[("item_key", "in", keys)]))
+        table, pruning = self.table(item_type), _partitions_of(item_ids)
+        return bool(table and pruning and table.file_uris(file_pruning_predicate=pruning))
 
     def dataset(self, item_type: ItemType, item_ids: Iterable[str] | None = None) -> pds.Dataset:
         """A lazy dataset of the archive, pruned to the given items' partitions when named."""
@@ -121,7 +118,13 @@ class Archive:
             return pds.dataset(ARCHIVE_SCHEMA.empty_table())
         if item_ids is None:
             return table.to_pyarrow_dataset()
-        keys = sorted({item_key(i) for i in item_ids})
-        if not keys:
+        pruning = _partitions_of(item_ids)
+        if not pruning:
             return pds.dataset(ARCHIVE_SCHEMA.empty_table())
-        return table.to_pyarrow_dataset(file_pruning_predicate=[("item_key", "in", keys)])
+        return table.to_pyarrow_dataset(file_pruning_predicate=pruning)
+
+
+def _partitions_of(item_ids: Iterable[str]) -> list[tuple[str, str, list[str]]]:
+    """The file pruning predicate of the items' partitions; empty for no items."""
+    keys = sorted({item_key(i) for i in item_ids})
+    return [("item_key", "in", keys)] if keys else []

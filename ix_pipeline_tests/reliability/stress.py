@@ -90,7 +90,8 @@ class StressConfig:
     restore_plan: tuple[str | None, ...] = ("restore.mid_copy", None, None)
     reader_pause_s: float = 3.0
     # The load goes on past `duration_s` until each kind of writer has run this often (keys
-    # are prefixes of operation names), but never past `max_duration_s`: on a loaded machine
+    # are prefixes of operation names), but not past `max_duration_s` (when that is longer
+    # than `duration_s`: `--long` loads for five minutes whatever it says): on a loaded machine
     # one `ix` run can take most of the duration, and a load of one ingest proves nothing
     # about concurrent ones.
     min_operations: tuple[tuple[str, int], ...] = (("ingest", 2), ("expire", 1), ("restore_", 1))
@@ -549,8 +550,8 @@ def run_stress(
     load_started = time.monotonic()
     while all(w.is_alive() for w in workers):
         elapsed = time.monotonic() - load_started
-        if elapsed >= config.max_duration_s or (
-            elapsed >= config.duration_s and run.enough_load()
+        if elapsed >= config.duration_s and (
+            run.enough_load() or elapsed >= config.max_duration_s
         ):
             break
         time.sleep(0.5)
