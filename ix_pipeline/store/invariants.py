@@ -12,7 +12,7 @@ def lost_events(con: duckdb.DuckDBPyConnection, archive: Archive) -> dict[str, i
     """Per item type: ingested interaction ids that are neither hot nor archived (must be 0)."""
     out: dict[str, int] = {}
     for item_type in ITEM_TYPES:
-        con.register("_archived", archive.dataset(item_type))
+        con.register("_archived", archive.rows(con, item_type, ["id"]))
         try:
             out[item_type] = con.execute(
                 f"""SELECT count(*) FROM event_ledger l
@@ -31,7 +31,7 @@ def duplicate_ids(con: duckdb.DuckDBPyConnection, archive: Archive) -> dict[str,
     """Ids stored twice, in the archive or in the hot store, per place (must be 0)."""
     out: dict[str, int] = {}
     for item_type in ITEM_TYPES:
-        con.register("_archived", archive.dataset(item_type))
+        con.register("_archived", archive.rows(con, item_type, ["id"]))
         try:
             out[f"archive.{item_type}"] = con.execute(
                 "SELECT count(*) - count(DISTINCT id) FROM (SELECT id FROM _archived)"

@@ -204,3 +204,11 @@ def test_the_archive_tells_which_items_it_holds_rows_of(workspace: Settings) -> 
     assert not archive.holds_rows_of("campaign", ["cmp_active"])
     assert not archive.holds_rows_of("canvas", ["cnv_stop"])
     assert not archive.holds_rows_of("campaign", [])
+
+
+def test_the_archive_refuses_columns_its_files_do_not_hold(workspace: Settings) -> None:
+    with hot_connection(workspace.hot_db, read_only=True) as con:
+        with pytest.raises(ValueError, match="item_key"):
+            archive_of(workspace).rows(con, "campaign", ["id", "item_key"])
+        with pytest.raises(ValueError, match="no_such_column"):
+            archive_of(workspace).rows(con, "campaign", ['id" FROM x; --', "no_such_column"])

@@ -8,8 +8,11 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
+import duckdb
+import pyarrow as pa
 import pytest
 from botocore.exceptions import ClientError
 from deltalake import DeltaTable
@@ -177,3 +180,39 @@ def test_commits_rely_on_put_if_absent(s3_settings: Settings, monkeypatch: pytes
     monkeypatch.setenv("AWS_CONDITIONAL_PUT", "disabled")
     with pytest.raises(OSError, match="PutMode::Create"):
         s3_archive(s3_settings).append("campaign", batch("x", 0, 1))
+
+
+READS = {
+    "the named items": ({"item_ids": ["cmp_a", "cmp_c"]}, {"cmp_a": 40, "cmp_c": 40}),
+    "their partitions": ({"item_ids": ["cmp_b"], "partitions_only": True}, {"cmp_b": 40}),
+    "all but some ids": ({"item_ids": ["cmp_b"], "except_ids": pa.array(["b-0-1", "b-0-7"])}, {"cmp_b": 38}),
+    "every row": ({}, {"cmp_a": 40, "cmp_b": 40, "cmp_c": 40}),
+    "an item never archived": ({"item_ids": ["cmp_zz"]}, {}),
+}
+
+
+@pytest.mark.parametrize("read", READS.values(), ids=READS.keys())
+def test_the_archive_reads_the_same_from_a_bucket_as_from_a_folder(
+    s3_settings: Settings, tmp_path: Path, read: tuple[dict, dict[str, int]]
+) -> None:
+    """A local archive is read by DuckDB's Parquet reader, one in a bucket through pyarrow."""
+    how, counts = read
+    folder, bucket = Archive(str(tmp_path / "folder_archive")), s3_archive(s3_settings)
+    assert folder.is_local and not bucket.is_local
+    for archive in (folder, bucket):
+        for name in ("a", "b", "c"):
+            archive.append("campaign", batch(name, 0, 40))
+    con = duckdb.connect()
+
+    def rows(archive: Archive) -> list[tuple]:
+        con.register("_rows", archive.rows(con, "campaign", ["item_id", "id", "user_id"], **how))
+        try:
+            return con.execute("SELECT * FROM _rows ORDER BY id").fetchall()
+        finally:
+            con.unregister("_rows")
+
+    from_folder = rows(folder)
+    assert from_folder == rows(bucket)
+    assert Counter(item for item, _, _ in from_folder) == counts
+    if "except_ids" in how:
+        assert {"b-0-1", "b-0-7"}.isdisjoint(i for _, i, _ in from_folder)
