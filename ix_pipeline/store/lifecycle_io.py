@@ -288,9 +288,8 @@ def copy_archived_rows_to_hot(
 
     One INSERT statement in one transaction: DuckDB commits it whole or not at all, so a
     crash mid-copy leaves no partial copy, and leaving out the ids already hot makes a re-run
-    insert only what is missing. Those ids (usually none) are left out by the archive scan
-    itself: as an anti-join, DuckDB cannot size the archive stream and would build its hash
-    table over every archived row and column (a bulk restore took a third longer). The
+    insert only what is missing. Those ids (usually none) are left out by the archive read
+    itself (`Archive.rows`), so no hash table is ever built over the archived rows. The
     archive never holds an id twice (the expiry's anti-join and the `no_duplicate_ids` check
     see to that), so no de-duplication is needed here.
     """
