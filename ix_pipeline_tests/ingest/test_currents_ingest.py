@@ -306,6 +306,27 @@ def test_a_reader_of_an_older_store_sees_it_upgraded(settings: Settings) -> None
     assert q(settings, "SELECT table_name FROM information_schema.columns WHERE column_name = 'items_received'") == []
 
 
+def test_opening_a_current_store_changes_nothing_in_it(settings: Settings) -> None:
+    with hot_connection(settings.hot_db):
+        pass
+    wal = settings.hot_db.with_name(settings.hot_db.name + ".wal")
+    with hot_connection(settings.hot_db):  # read-write: no DDL runs again
+        # Any statement that changed the catalog (a CREATE OR REPLACE VIEW) is in the WAL.
+        assert not wal.exists() or wal.stat().st_size == 0
+
+
+def test_a_store_whose_schema_is_not_current_gets_it_again_on_open(settings: Settings) -> None:
+    from ix_pipeline.store.hot import SCHEMA_FINGERPRINT
+
+    with hot_connection(settings.hot_db):
+        pass
+    with duckdb.connect(str(settings.hot_db)) as raw:  # as if an older version's DDL left it
+        raw.execute("DROP VIEW visible_campaign_interactions")
+        raw.execute("UPDATE store_schema SET fingerprint = 'an-older-schema'")
+    assert q(settings, "SELECT count(*) FROM visible_campaign_interactions") == [(0,)]  # a reader first
+    assert q(settings, "SELECT fingerprint FROM store_schema") == [(SCHEMA_FINGERPRINT,)]
+
+
 @pytest.mark.parametrize(
     ("holder_read_only", "we_read_only", "who"),
     [(False, True, "a run writing to it"), (True, False, "a run or a reader")],
