@@ -176,6 +176,15 @@ _HOT_NOT_ARCHIVED = """FROM {table} h JOIN _items i USING (item_id)
     ANTI JOIN (SELECT id FROM _archived) a ON a.id = h.id"""
 
 
+def write_batch_rows(items: int) -> int:
+    """Rows per Arrow batch for an append of `items` items. The Delta writer splits each batch
+    by partition and hands every piece to the Parquet writer on its own, at a cost per piece
+    and column; the items' rows are interleaved, so a batch of 25,000 rows over 181 items
+    made pieces of 138 rows. Pieces of about 256 rows: 181 items' 3.6 M rows appended in
+    4.5-5.2 s against 5.0-5.3 s, for 15-30 MB more memory; at most 64,000 rows per batch."""
+    return max(25_000, min(64_000, 256 * items))
+
+
 def archive_hot_rows(
     con: duckdb.DuckDBPyConnection,
     archive: Archive,
@@ -183,7 +192,7 @@ def archive_hot_rows(
     item_ids: Sequence[str],
     *,
     run_id: str,
-    batch_rows: int = 25_000,
+    batch_rows: int | None = None,
 ) -> int:
     """Expiry step 1: append the items' hot rows the archive lacks; returns rows written.
 
@@ -191,6 +200,8 @@ def archive_hot_rows(
     size), as one commit; the anti-join against the items' archive partitions makes the
     step safe to repeat after a crash.
     """
+    if batch_rows is None:
+        batch_rows = write_batch_rows(len(item_ids))
     cols = ", ".join(f"h.{c}" for c in INTERACTION_COLUMN_NAMES)
     with _scope(con, archive, item_type, item_ids) as table:
         rel = con.sql(
