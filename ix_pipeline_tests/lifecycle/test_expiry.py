@@ -212,3 +212,10 @@ def test_the_archive_refuses_columns_its_files_do_not_hold(workspace: Settings) 
             archive_of(workspace).rows(con, "campaign", ["id", "item_key"])
         with pytest.raises(ValueError, match="no_such_column"):
             archive_of(workspace).rows(con, "campaign", ['id" FROM x; --', "no_such_column"])
+
+
+@pytest.mark.parametrize(("items", "rows"), [(1, 25_000), (97, 25_000), (181, 46_336), (250, 64_000), (5_000, 64_000)])
+def test_write_batches_give_each_item_about_256_rows_within_bounds(items: int, rows: int) -> None:
+    from ix_pipeline.store.lifecycle_io import write_batch_rows
+
+    assert write_batch_rows(items) == rows
