@@ -25,7 +25,7 @@ import duckdb
 import pyarrow as pa
 
 from ix_pipeline.ingest.event_types import SUMMARY_CHANNELS
-from ix_pipeline.store.hot import insert_rows, scalar, transaction
+from ix_pipeline.store.hot import insert_rows, registered, scalar, transaction
 from ix_pipeline.store.schema import (
     DERIVED_TABLES,
     INTERACTION_COLUMN_NAMES,
@@ -325,17 +325,14 @@ def pending_files(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> list[Pat
     if not paths:
         return []
     stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
-    con.register(
-        "_seen",
-        pa.table(
-            {
-                "path": [s[0] for s in stats],
-                "size": [s[1] for s in stats],
-                "mtime_ns": [s[2] for s in stats],
-            }
-        ),
+    seen = pa.table(
+        {
+            "path": [s[0] for s in stats],
+            "size": [s[1] for s in stats],
+            "mtime_ns": [s[2] for s in stats],
+        }
     )
-    try:
+    with registered(con, "_seen", seen):
         fresh = {
             row[0]
             for row in con.execute(
@@ -343,6 +340,4 @@ def pending_files(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> list[Pat
                    ON f.path = s.path AND f.size = s.size AND f.mtime_ns = s.mtime_ns"""
             ).fetchall()
         }
-    finally:
-        con.unregister("_seen")
     return [p for p, s in zip(paths, stats, strict=True) if s[0] in fresh]

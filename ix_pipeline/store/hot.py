@@ -174,6 +174,16 @@ def hot_connection(
 
 
 @contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, data: object) -> Iterator[None]:
+    """`data` (an Arrow table or reader, a DuckDB relation) queryable as `name` for the block."""
+    con.register(name, data)
+    try:
+        yield
+    finally:
+        con.unregister(name)
+
+
+@contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """BEGIN … COMMIT, rolled back on any exception so no partial state is left."""
     con.execute("BEGIN TRANSACTION")

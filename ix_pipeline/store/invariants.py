@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 
 from ix_pipeline.store.archive import Archive
+from ix_pipeline.store.hot import registered
 from ix_pipeline.store.schema import ITEM_TYPES, interaction_table, ledger_key
 
 
@@ -12,8 +13,7 @@ def lost_events(con: duckdb.DuckDBPyConnection, archive: Archive) -> dict[str, i
     """Per item type: ingested interaction ids that are neither hot nor archived (must be 0)."""
     out: dict[str, int] = {}
     for item_type in ITEM_TYPES:
-        con.register("_archived", archive.rows(con, item_type, ["id"]))
-        try:
+        with registered(con, "_archived", archive.rows(con, item_type, ["id"])):
             out[item_type] = con.execute(
                 f"""SELECT count(*) FROM event_ledger l
                     ANTI JOIN (SELECT {ledger_key("id")} AS id_key FROM {interaction_table(item_type)}
@@ -22,8 +22,6 @@ def lost_events(con: duckdb.DuckDBPyConnection, archive: Archive) -> dict[str, i
                     WHERE l.item_type = ?""",  # noqa: S608
                 [item_type],
             ).fetchall()[0][0]
-        finally:
-            con.unregister("_archived")
     return out
 
 
@@ -31,13 +29,10 @@ def duplicate_ids(con: duckdb.DuckDBPyConnection, archive: Archive) -> dict[str,
     """Ids stored twice, in the archive or in the hot store, per place (must be 0)."""
     out: dict[str, int] = {}
     for item_type in ITEM_TYPES:
-        con.register("_archived", archive.rows(con, item_type, ["id"]))
-        try:
+        with registered(con, "_archived", archive.rows(con, item_type, ["id"])):
             out[f"archive.{item_type}"] = con.execute(
                 "SELECT count(*) - count(DISTINCT id) FROM (SELECT id FROM _archived)"
             ).fetchall()[0][0]
-        finally:
-            con.unregister("_archived")
         table = interaction_table(item_type)
         out[f"hot.{item_type}"] = con.execute(
             f"SELECT count(*) - count(DISTINCT id) FROM {table}"  # noqa: S608

@@ -20,7 +20,7 @@ import pyarrow as pa
 from ix_pipeline.faults import fault_point
 from ix_pipeline.lifecycle.policy import IdReference, ItemFacts
 from ix_pipeline.store.archive import ARCHIVE_SCHEMA, Archive, item_key
-from ix_pipeline.store.hot import insert_rows, transaction
+from ix_pipeline.store.hot import insert_rows, registered, transaction
 from ix_pipeline.store.schema import INTERACTION_COLUMN_NAMES, ItemType, interaction_table
 
 
@@ -159,15 +159,9 @@ def _scope(
             "item_key": pa.array([item_key(i) for i in item_ids], pa.string()),
         }
     )
-    con.register("_items", items)
-    con.register(
-        "_archived", archive.rows(con, item_type, columns, item_ids, except_ids=except_ids)
-    )
-    try:
+    archived = archive.rows(con, item_type, columns, item_ids, except_ids=except_ids)
+    with registered(con, "_items", items), registered(con, "_archived", archived):
         yield interaction_table(item_type)
-    finally:
-        con.unregister("_archived")
-        con.unregister("_items")
 
 
 # The items' hot rows whose id the archive lacks; shared by the archive write and its check.
@@ -262,13 +256,9 @@ def hot_ids_missing_from_archive(
         {"ids": list(item_ids)},
     )
     # The items' partitions, unfiltered: rows of another item sharing one form their own group.
-    con.register(
-        "_archived_ids", archive.rows(con, item_type, ["item_id", "id"], item_ids, partitions_only=True)
-    )
-    try:
+    rows = archive.rows(con, item_type, ["item_id", "id"], item_ids, partitions_only=True)
+    with registered(con, "_archived_ids", rows):
         archived = _id_digests(con, "_archived_ids")
-    finally:
-        con.unregister("_archived_ids")
     unsure = [item for item, digest in hot.items() if archived.get(item) != digest]
     if not unsure:
         return {}
@@ -340,13 +330,9 @@ def check_restored(
 def archived_row_counts(
     archive: Archive, con: duckdb.DuckDBPyConnection, item_type: ItemType
 ) -> dict[str, int]:
-    con.register("_archived", archive.rows(con, item_type, ["item_id"]))
-    try:
-        return dict(
-            con.execute("SELECT item_id, count(*) FROM _archived GROUP BY item_id").fetchall()
-        )
-    finally:
-        con.unregister("_archived")
+    with registered(con, "_archived", archive.rows(con, item_type, ["item_id"])):
+        sql = "SELECT item_id, count(*) FROM _archived GROUP BY item_id"
+        return dict(con.execute(sql).fetchall())
 
 
 @dataclass(frozen=True)
