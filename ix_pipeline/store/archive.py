@@ -48,6 +48,10 @@ FILE_COLUMNS: tuple[str, ...] = tuple(n for n in ARCHIVE_SCHEMA.names if n != "i
 # The writer holds each open file's current row group uncompressed: rows arrive interleaved,
 # so an expiry chunk has a file open per item. Row groups of 4,096 rows bound that to a few
 # MB per item (181 items: 0.94 GB peak against 1.38 GB unbounded, at the same speed).
+# Min/max statistics stay on, though computing them is a tenth of the writer's CPU (a 10 M
+# night's appends: 5.1-5.3 s without, 5.4-5.7 s with): deltalake 1.6.6's pyarrow dataset
+# turns a file without them into the guarantee `col >= null and col <= null`, so any filter
+# on that column, ours on an archive in a bucket included, reads no row at all.
 _UNIQUE_PER_ROW = ("id", "user_id", "external_user_id", "time", "send_id", "dispatch_id")
 WRITER_PROPERTIES = WriterProperties(
     compression="SNAPPY",  # a WriterProperties without it writes uncompressed files

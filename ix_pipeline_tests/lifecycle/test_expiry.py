@@ -214,6 +214,28 @@ def test_the_archive_refuses_columns_its_files_do_not_hold(workspace: Settings) 
             archive_of(workspace).rows(con, "campaign", ['id" FROM x; --', "no_such_column"])
 
 
+def test_a_delta_reader_filtering_the_archive_by_any_column_finds_its_rows(workspace: Settings) -> None:
+    """Readers outside ours (deltalake's pyarrow dataset, which reads an archive in a bucket)
+    prune files by the min/max statistics the writer records: files written without them
+    read as empty under any filter on such a column."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pds
+
+    from ix_pipeline.store.archive import FILE_COLUMNS
+
+    expire(workspace, NIGHT)
+    dataset = archive_of(workspace).dataset("campaign")
+    rows = dataset.to_table()
+    assert rows.num_rows
+    for column in FILE_COLUMNS:
+        values = rows.column(column).drop_null()
+        if not len(values):
+            continue
+        value = values[0]
+        wanted = pc.sum(pc.equal(rows.column(column), value)).as_py()
+        assert dataset.count_rows(filter=pds.field(column) == value) == wanted, column
+
+
 @pytest.mark.parametrize(("items", "rows"), [(1, 25_000), (97, 25_000), (181, 46_336), (250, 64_000), (5_000, 64_000)])
 def test_write_batches_give_each_item_about_256_rows_within_bounds(items: int, rows: int) -> None:
     from ix_pipeline.store.lifecycle_io import write_batch_rows
