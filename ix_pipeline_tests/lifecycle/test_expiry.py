@@ -215,9 +215,9 @@ def test_the_archive_refuses_columns_its_files_do_not_hold(workspace: Settings) 
 
 
 def test_a_delta_reader_filtering_the_archive_by_any_column_finds_its_rows(workspace: Settings) -> None:
-    """Readers outside ours (deltalake's pyarrow dataset, which reads an archive in a bucket)
-    prune files by the min/max statistics the writer records: files written without them
-    read as empty under any filter on such a column."""
+    """deltalake's pyarrow dataset (how we read an archive in a bucket, and how other tools
+    read any archive) prunes files by the min/max statistics the writer records: files
+    written without them read as empty under any filter on such a column."""
     import pyarrow.compute as pc
     import pyarrow.dataset as pds
 
