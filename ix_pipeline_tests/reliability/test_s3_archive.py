@@ -22,7 +22,7 @@ from ix_pipeline.lifecycle.restore import RestoreRequest, plan_restore, run_rest
 from ix_pipeline.orchestration.resources import ArchiveResource
 from ix_pipeline.settings import Settings, load_settings
 from ix_pipeline.store.archive import Archive
-from ix_pipeline.store.hot import hot_connection
+from ix_pipeline.store.hot import hot_connection, registered
 from ix_pipeline.store.schema import INTERACTION_COLUMN_NAMES
 from ix_pipeline_tests.conftest import at
 from ix_pipeline_tests.lifecycle import scenario
@@ -202,17 +202,15 @@ def test_the_archive_reads_the_same_from_a_bucket_as_from_a_folder(
     for archive in (folder, bucket):
         for name in ("a", "b", "c"):
             archive.append("campaign", batch(name, 0, 40))
-    con = duckdb.connect()
 
-    def rows(archive: Archive) -> list[tuple]:
-        con.register("_rows", archive.rows(con, "campaign", ["item_id", "id", "user_id"], **how))
-        try:
+    def rows(con: duckdb.DuckDBPyConnection, archive: Archive) -> list[tuple]:
+        read = archive.rows(con, "campaign", ["item_id", "id", "user_id"], **how)
+        with registered(con, "_rows", read):
             return con.execute("SELECT * FROM _rows ORDER BY id").fetchall()
-        finally:
-            con.unregister("_rows")
 
-    from_folder = rows(folder)
-    assert from_folder == rows(bucket)
+    with duckdb.connect() as con:
+        from_folder = rows(con, folder)
+        assert from_folder == rows(con, bucket)
     assert Counter(item for item, _, _ in from_folder) == counts
     if "except_ids" in how:
         assert {"b-0-1", "b-0-7"}.isdisjoint(i for _, i, _ in from_folder)
