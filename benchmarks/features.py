@@ -152,7 +152,9 @@ def _interaction_select(table: str, n: int, users: int, offset: int) -> str:
     follow_up = """CASE WHEN hash(i, 3) % 20 < 8 THEN 'opened' WHEN hash(i, 3) % 20 < 14
                         THEN 'clicked' WHEN hash(i, 3) % 20 < 16 THEN 'converted'
                         ELSE 'received' END"""
-    channel = f"['email', 'pushnotification', 'inappmessage', 'sms'][1 + (hash({d}, 4) % 4)::BIGINT]"
+    channel = (
+        f"['email', 'pushnotification', 'inappmessage', 'sms'][1 + (hash({d}, 4) % 4)::BIGINT]"
+    )
     values: dict[str, str] = {name: "NULL" for name in INTERACTION_COLUMN_NAMES}
     values.update(
         id=f"'e{table[:2]}' || i",
@@ -207,9 +209,7 @@ def build(db: Path, events: int, users: int) -> None:
         campaign_rows = events * 7 // 10
         con.execute(_interaction_select("campaign_interactions", campaign_rows, users, 0))
         con.execute(
-            _interaction_select(
-                "canvas_interactions", events - campaign_rows, users, campaign_rows
-            )
+            _interaction_select("canvas_interactions", events - campaign_rows, users, campaign_rows)
         )
         con.execute(
             f"""INSERT INTO catalog_items
@@ -341,7 +341,11 @@ def write_results(path: Path, section: str) -> None:
         end = next(
             (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
         )
-        new = "".join(lines[:start]) + section + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
+        new = (
+            "".join(lines[:start])
+            + section
+            + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
+        )
     path.write_text(new, encoding="utf-8")
 
 
@@ -363,7 +367,12 @@ def main() -> None:
     db = args.data_dir / "hot.duckdb"
     meta_path = args.data_dir / "meta.json"
     meta = {"events": args.events, "users": args.users, "generator": GENERATOR_VERSION}
-    if args.rebuild or not db.exists() or not meta_path.exists() or json.loads(meta_path.read_text()) != meta:
+    if (
+        args.rebuild
+        or not db.exists()
+        or not meta_path.exists()
+        or json.loads(meta_path.read_text()) != meta
+    ):
         build(db, args.events, args.users)
         meta_path.write_text(json.dumps(meta))
     else:
@@ -397,12 +406,12 @@ built synthetically in DuckDB by `benchmarks/features.py`.
 
 | measure | ours | raw baseline | ratio (ours / baseline) | target |
 |---|---|---|---|---|
-| 5-filter segment (ID + tag + summary filters, median of 3) | {seg['ours_s']:.3f} s | {seg['baseline_s']:.3f} s | {seg['ours_s'] / seg['baseline_s']:.2f} | ≤ 1 s: {verdict(seg['ours_s'] <= 1)} |
-| user export, {ours['rows']:,} users: wall time | {ours['seconds']:.1f} s | {base['seconds']:.1f} s | {ours['seconds'] / base['seconds']:.2f} | ≤ 30 s: {verdict(ours['seconds'] <= 30)} |
-| user export: peak RSS of the process | {ours['rss_mb']:.0f} MB | {base['rss_mb']:.0f} MB | {ours['rss_mb'] / base['rss_mb']:.2f} | ≤ 2 GB: {verdict(ours['rss_mb'] <= 2048)} |
-| user export: output size | {ours['bytes'] / 1e6:.0f} MB | {base['bytes'] / 1e6:.0f} MB | | |
+| 5-filter segment (ID + tag + summary filters, median of 3) | {seg["ours_s"]:.3f} s | {seg["baseline_s"]:.3f} s | {seg["ours_s"] / seg["baseline_s"]:.2f} | ≤ 1 s: {verdict(seg["ours_s"] <= 1)} |
+| user export, {ours["rows"]:,} users: wall time | {ours["seconds"]:.1f} s | {base["seconds"]:.1f} s | {ours["seconds"] / base["seconds"]:.2f} | ≤ 30 s: {verdict(ours["seconds"] <= 30)} |
+| user export: peak RSS of the process | {ours["rss_mb"]:.0f} MB | {base["rss_mb"]:.0f} MB | {ours["rss_mb"] / base["rss_mb"]:.2f} | ≤ 2 GB: {verdict(ours["rss_mb"] <= 2048)} |
+| user export: output size | {ours["bytes"] / 1e6:.0f} MB | {base["bytes"] / 1e6:.0f} MB | | |
 
-The segment has {seg['members']:,} members; ours and the baseline return the same set.
+The segment has {seg["members"]:,} members; ours and the baseline return the same set.
 Segment: `evaluate_consumer` (one SQL query through the `visible_*` views, plus the catalog
 reference check) against a hand-written query on the raw tables. Export: `export_users`
 (nested JSON built in DuckDB, streamed as Arrow batches, written by Python) against a

@@ -433,7 +433,9 @@ def measure_restore(work: Path, expired_run: Path, repeat: int = 1) -> dict[str,
                              "--ids", str(ids_file)],
                 )  # fmt: skip
             if pair["ours"]["rows"] != pair["baseline"]["rows"]:
-                raise RuntimeError(f"restore {label}: ours and the baseline restored different rows")
+                raise RuntimeError(
+                    f"restore {label}: ours and the baseline restored different rows"
+                )
             pairs.append(pair)
         median = _median_pair(pairs)
         out[f"{label}_baseline"], out[f"{label}_ours"] = median["baseline"], median["ours"]

@@ -30,7 +30,9 @@ def campaign(
     deleted_at: str | None = None,
     updated_at: str = "2025-01-01T00:00:00Z",
 ) -> dict[str, Any]:
-    messages: dict[str, Any] = {f"{cid}_{v}": {"channel": "email", "name": f"Variant {v}"} for v in variants}
+    messages: dict[str, Any] = {
+        f"{cid}_{v}": {"channel": "email", "name": f"Variant {v}"} for v in variants
+    }
     if control:
         messages[f"{cid}_control"] = {"channel": "email", "type": "control"}
     doc: dict[str, Any] = {
@@ -58,7 +60,9 @@ def canvas(
 ) -> dict[str, Any]:
     variants = [{"id": f"{cid}_var1", "name": "Branch 1", "first_step_ids": [f"{cid}_{steps[0]}"]}]
     if control:
-        variants.append({"id": f"{cid}_ctrl", "name": "Control", "type": "control", "first_step_ids": []})
+        variants.append(
+            {"id": f"{cid}_ctrl", "name": "Control", "type": "control", "first_step_ids": []}
+        )
     doc: dict[str, Any] = {
         "id": cid, "type": "canvas", "name": f"Canvas {cid}", "tags": tags or [],
         "created_at": "2024-06-01T00:00:00Z", "updated_at": updated_at, "status": status,
@@ -73,7 +77,9 @@ def canvas(
     return doc
 
 
-def consumer(cid: str, kind: str = "segment", *, active: bool = True, audience: Any = None) -> dict[str, Any]:
+def consumer(
+    cid: str, kind: str = "segment", *, active: bool = True, audience: Any = None
+) -> dict[str, Any]:
     return {"id": cid, "type": kind, "name": f"{kind} {cid}", "status": "active" if active else "inactive",
             "audience": audience if audience is not None else {"all": []}}  # fmt: skip
 
@@ -103,6 +109,11 @@ def canvas_event(
 
 def write_events(root: Path, event_type: str, records: list[dict[str, Any]], *, part: int | None = None,
                  codec: str = "deflate", time_type: str = "long") -> Path:  # fmt: skip
-    path = currents_path(root, event_type, datetime(2025, 1, 10, 12, tzinfo=UTC), part=part if part is not None else next(_ids))
+    path = currents_path(
+        root,
+        event_type,
+        datetime(2025, 1, 10, 12, tzinfo=UTC),
+        part=part if part is not None else next(_ids),
+    )
     write_avro(path, event_type, records, codec=codec, time_type=time_type)
     return path

@@ -23,8 +23,14 @@ from ix_pipeline_tests.lifecycle.test_expiry import EXPIRING, assert_invariants
 IX = str(Path(sys.executable).with_name("ix"))
 
 
-def ix(settings: Settings, *args: str, fault: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "IX_DATA_DIR": str(settings.data_dir), "DAGSTER_HOME": str(settings.dagster_home)}
+def ix(
+    settings: Settings, *args: str, fault: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "IX_DATA_DIR": str(settings.data_dir),
+        "DAGSTER_HOME": str(settings.dagster_home),
+    }
     env.pop(FAULT_ENV, None)
     if fault:
         env[FAULT_ENV] = fault
@@ -55,7 +61,8 @@ def test_ingest_status_expire_restore_round_trip(files_only: Settings) -> None:
     keys = {"id", "type", "name", "status", "state", "expires_at", "exempt_by", "reason", "hot_rows",
             "archived_rows", "last_restored_at"}  # fmt: skip
     assert keys <= set(status[1])  # type: ignore[index]
-    assert status[0]["exempt_by"] == ["seg_keep"] and status[1]["expires_at"] == "2025-04-30T10:00:00+00:00"  # type: ignore[index]
+    assert status[0]["exempt_by"] == ["seg_keep"]  # type: ignore[index]
+    assert status[1]["expires_at"] == "2025-04-30T10:00:00+00:00"  # type: ignore[index]
     before = snapshot(settings)
     dry = ix_json(settings, "expire", "--as-of", NIGHT, "--dry-run")
     assert sorted(dry["expired"]) == EXPIRING and snapshot(settings) == before  # type: ignore[index]
@@ -64,7 +71,8 @@ def test_ingest_status_expire_restore_round_trip(files_only: Settings) -> None:
     [after] = ix_json(settings, "status", "cmp_stop")  # type: ignore[misc]
     assert after["state"] == "expired" and after["hot_rows"] == 0 and after["archived_rows"] == 11
     restored = ix_json(settings, "restore", "--tag", "promo", "--campaign", "cmp_active")
-    assert sorted(restored["restored"]) == ["cmp_stop", "cnv_stop"] and restored["already_hot"] == ["cmp_active"]  # type: ignore[index]
+    assert sorted(restored["restored"]) == ["cmp_stop", "cnv_stop"]  # type: ignore[index]
+    assert restored["already_hot"] == ["cmp_active"]  # type: ignore[index]
     assert restored["rows_restored"] == 22  # type: ignore[index]
     assert_invariants(settings)
 
@@ -73,17 +81,37 @@ def test_unknown_ids_exit_non_zero_and_change_nothing(files_only: Settings) -> N
     ix(files_only, "ingest")
     ix(files_only, "expire", "--as-of", NIGHT)
     before = snapshot(files_only)
-    proc = ix(files_only, "restore", "--campaign", "cmp_stop", "--campaign", "cmp_nope", "--canvas", "cnv_nope", check=False)
+    proc = ix(
+        files_only,
+        "restore",
+        "--campaign",
+        "cmp_stop",
+        "--campaign",
+        "cmp_nope",
+        "--canvas",
+        "cnv_nope",
+        check=False,
+    )
     assert proc.returncode != 0
-    assert "cmp_nope" in proc.stderr and "cnv_nope" in proc.stderr and "nothing was restored" in proc.stderr
+    assert (
+        "cmp_nope" in proc.stderr
+        and "cnv_nope" in proc.stderr
+        and "nothing was restored" in proc.stderr
+    )
     after = snapshot(files_only)
     assert {k: v for k, v in after.items()} == before
 
 
-@pytest.mark.parametrize("args", [("expire", "--as-of", "31/12/2025"), ("status", "--as-of", "tomorrow")])
+@pytest.mark.parametrize(
+    "args", [("expire", "--as-of", "31/12/2025"), ("status", "--as-of", "tomorrow")]
+)
 def test_malformed_dates_are_one_clear_sentence(settings: Settings, args: tuple[str, ...]) -> None:
     proc = ix(settings, *args, check=False)
-    assert proc.returncode != 0 and "is not an ISO-8601 date" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        proc.returncode != 0
+        and "is not an ISO-8601 date" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
 
 
 def test_help_of_every_command_shows_an_example(settings: Settings) -> None:
@@ -102,11 +130,24 @@ def test_expiry_killed_mid_way_converges_on_the_next_run(files_only: Settings, f
     states = dict(q(settings, "SELECT item_id, state FROM item_lifecycle"))
     if fault == "expiry.after_archive_write":
         # Archived but not deleted: the items are still hot-visible, mid-operation.
-        assert states["cmp_stop"] == "expiring" and rows_of(settings, "cmp_stop") == rows["cmp_stop"]
+        assert (
+            states["cmp_stop"] == "expiring" and rows_of(settings, "cmp_stop") == rows["cmp_stop"]
+        )
     ix(settings, "expire", "--as-of", NIGHT)
-    assert {i: s for i, s in q(settings, "SELECT item_id, state FROM item_lifecycle") if i in EXPIRING} == dict.fromkeys(EXPIRING, "expired")
+    assert {
+        i: s for i, s in q(settings, "SELECT item_id, state FROM item_lifecycle") if i in EXPIRING
+    } == dict.fromkeys(EXPIRING, "expired")
     assert_invariants(settings)
-    restored = ix_json(settings, "restore", "--campaign", "cmp_stop", "--campaign", "cmp_tagref", "--canvas", "cnv_stop")
+    restored = ix_json(
+        settings,
+        "restore",
+        "--campaign",
+        "cmp_stop",
+        "--campaign",
+        "cmp_tagref",
+        "--canvas",
+        "cnv_stop",
+    )
     assert restored["rows_restored"] == sum(len(r) for r in rows.values())  # type: ignore[index]
     assert {i: rows_of(settings, i) for i in EXPIRING} == rows
 
@@ -125,7 +166,9 @@ with hot_connection(s.hot_db) as con:
 """
 
 
-def test_ingest_killed_between_batches_loses_no_summary(files_only: Settings, tmp_path: Path) -> None:
+def test_ingest_killed_between_batches_loses_no_summary(
+    files_only: Settings, tmp_path: Path
+) -> None:
     settings = files_only
     env = {**os.environ, FAULT_ENV: "ingest.after_batch"}
     crashed = subprocess.run([sys.executable, "-c", _INGEST_IN_SMALL_BATCHES, str(settings.data_dir)],
@@ -151,11 +194,17 @@ def test_restore_killed_mid_copy_converges_without_duplicates(files_only: Settin
     ix(settings, "ingest")
     before = rows_of(settings, "cmp_stop")
     ix(settings, "expire", "--as-of", NIGHT)
-    crashed = ix(settings, "restore", "--campaign", "cmp_stop", fault="restore.mid_copy", check=False)
+    crashed = ix(
+        settings, "restore", "--campaign", "cmp_stop", fault="restore.mid_copy", check=False
+    )
     assert crashed.returncode == FAULT_EXIT_CODE
-    assert q(settings, "SELECT state FROM item_lifecycle WHERE item_id = 'cmp_stop'") == [("restoring",)]
+    assert q(settings, "SELECT state FROM item_lifecycle WHERE item_id = 'cmp_stop'") == [
+        ("restoring",)
+    ]
     with hot_connection(settings.hot_db, read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM visible_campaign_interactions WHERE item_id = 'cmp_stop'").fetchall() == [(0,)]
+        assert con.execute(
+            "SELECT count(*) FROM visible_campaign_interactions WHERE item_id = 'cmp_stop'"
+        ).fetchall() == [(0,)]
     ix(settings, "restore", "--campaign", "cmp_stop")
     assert rows_of(settings, "cmp_stop") == before
     assert_invariants(settings)
@@ -166,7 +215,11 @@ def test_expiry_and_restore_of_the_same_item_at_once(files_only: Settings) -> No
     ix(settings, "ingest")
     before = rows_of(settings, "cmp_stop")
     ix(settings, "expire", "--as-of", NIGHT)
-    env = {**os.environ, "IX_DATA_DIR": str(settings.data_dir), "DAGSTER_HOME": str(settings.dagster_home)}
+    env = {
+        **os.environ,
+        "IX_DATA_DIR": str(settings.data_dir),
+        "DAGSTER_HOME": str(settings.dagster_home),
+    }
     procs = [
         subprocess.Popen([IX, "restore", "--campaign", "cmp_stop", "--as-of", "2025-06-01T00:00:00Z"], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
@@ -189,11 +242,17 @@ def test_audience_and_exports_hide_expired_items(files_only: Settings, tmp_path:
     assert members["consumer_id"] == "seg_keep" and members["user_ids"]  # type: ignore[index]
     ix(settings, "expire", "--as-of", NIGHT)
     # cmp_tagref (tag vip) expired: seg_keep still evaluates, over cmp_exempt's hot data.
-    assert ix_json(settings, "audience", "seg_keep", "--as-of", NIGHT)["user_ids"] == members["user_ids"]  # type: ignore[index]
+    after = ix_json(settings, "audience", "seg_keep", "--as-of", NIGHT)
+    assert after["user_ids"] == members["user_ids"]  # type: ignore[index]
     proc = ix(settings, "export", "item", "cmp_stop", "--out", str(tmp_path / "x.csv"), check=False)
-    assert proc.returncode != 0 and "restore it first" in proc.stderr and not (tmp_path / "x.csv").exists()
+    assert (
+        proc.returncode != 0
+        and "restore it first" in proc.stderr
+        and not (tmp_path / "x.csv").exists()
+    )
     out = ix_json(settings, "export", "item", "cmp_active", "--out", str(tmp_path / "active.csv"))
-    assert out["rows"] == 6 and (tmp_path / "active.csv").read_text().startswith('"user_id","external_user_id"')  # type: ignore[index]
+    assert out["rows"] == 6  # type: ignore[index]
+    assert (tmp_path / "active.csv").read_text().startswith('"user_id","external_user_id"')
     users = ix_json(settings, "export", "users", "--user", "u1", "--out", str(tmp_path / "u.jsonl"))
     assert users["users"] == 1  # type: ignore[index]
     [doc] = [json.loads(line) for line in (tmp_path / "u.jsonl").read_text().splitlines()]

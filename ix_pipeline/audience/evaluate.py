@@ -130,7 +130,9 @@ def _threshold(op: str, value: AnyValue, as_of: datetime) -> tuple[str, float]:
     raise ValueError(f"unknown time comparison {op!r}")
 
 
-def _last_received(source: str, where: str, params: list[AnyValue], leaf: Leaf, as_of: datetime) -> Query:
+def _last_received(
+    source: str, where: str, params: list[AnyValue], leaf: Leaf, as_of: datetime
+) -> Query:
     cmp, seconds = _threshold(leaf.params["op"], leaf.params["value"], as_of)
     sql = (
         f"SELECT user_id FROM {source} WHERE kind = 'received' AND {where} "  # noqa: S608
@@ -242,7 +244,9 @@ def _leaf_sql(leaf: Leaf, as_of: datetime) -> Query:
         return sql, [cnv_id, step]
     if name == "clicked_opened_step":
         kinds = _action_kinds(p["action"])
-        sql = f"SELECT user_id FROM {_CANVASES} WHERE item_id = ? AND canvas_step_id = ? AND {kinds}"  # noqa: S608
+        sql = (
+            f"SELECT user_id FROM {_CANVASES} WHERE item_id = ? AND canvas_step_id = ? AND {kinds}"  # noqa: S608
+        )
         return sql, [cnv_id, step]
     if name == "clicked_alias_in_canvas_step":
         sql = (
@@ -258,7 +262,9 @@ def _leaf_sql(leaf: Leaf, as_of: datetime) -> Query:
         sql = f"SELECT user_id FROM {_CANVASES} WHERE item_id = ? AND kind = 'entry' AND canvas_variation_id = ?"  # noqa: S608
         return sql, [cnv_id, p["variation_id"]]
     if name == "last_received_canvas_step":
-        return _last_received(_CANVASES, "item_id = ? AND canvas_step_id = ?", [cnv_id, step], leaf, as_of)
+        return _last_received(
+            _CANVASES, "item_id = ? AND canvas_step_id = ?", [cnv_id, step], leaf, as_of
+        )
 
     # ---- by tag
     if name == "received_with_tag":
@@ -273,7 +279,9 @@ def _leaf_sql(leaf: Leaf, as_of: datetime) -> Query:
 
     # ---- per-user summaries
     if name == "clicked_alias_in_any":
-        return "SELECT user_id FROM user_summaries WHERE list_contains(clicked_aliases, ?)", [p["alias"]]
+        return "SELECT user_id FROM user_summaries WHERE list_contains(clicked_aliases, ?)", [
+            p["alias"]
+        ]
     if name in _SUMMARY_FLAGS:
         return f"SELECT user_id FROM user_summaries WHERE {_SUMMARY_FLAGS[name]} IS NOT NULL", []  # noqa: S608
     if name == "never_received":
@@ -284,7 +292,9 @@ def _leaf_sql(leaf: Leaf, as_of: datetime) -> Query:
         )
         return sql, [received]
     if name == "feature_flag":
-        return "SELECT user_id FROM user_summaries WHERE list_contains(feature_flags, ?)", [p["flag_id"]]
+        return "SELECT user_id FROM user_summaries WHERE list_contains(feature_flags, ?)", [
+            p["flag_id"]
+        ]
     if name in _SUMMARY_TIME_COLUMNS:
         return _summary_time(_SUMMARY_TIME_COLUMNS[name], leaf, as_of)
     if name == "last_sms_inbound_keyword_category":
@@ -361,9 +371,7 @@ def check_references(con: duckdb.DuckDBPyConnection, expr: Expr, consumer_id: st
     """Refuse an expression naming unknown or legacy-deleted items or components: such a
     filter can never match, and DOMAIN.md rule 9 wants an error, not an empty audience."""
     ids = sorted({ref.item_id for ref in references(expr) if ref.item_id is not None})
-    errors = validate_references(
-        expr, consumer_id=consumer_id, known_items=_known_items(con, ids)
-    )
+    errors = validate_references(expr, consumer_id=consumer_id, known_items=_known_items(con, ids))
     if errors:
         raise AudienceRefused(consumer_id, [str(e) for e in errors])
 
@@ -412,4 +420,3 @@ def evaluate_consumer(
     """
     expr = load_consumer_audience(con, consumer_id)
     return evaluate_audience(con, expr, as_of, consumer_id=consumer_id)
-

@@ -99,15 +99,15 @@ def _latest(value: str, condition: str) -> str:
     return f"arg_max({value}, {key}) FILTER (WHERE {condition})"
 
 
-def _event_names(
-    source: str, name_col: str, where: str, component_col: str | None = None
-) -> str:
+def _event_names(source: str, name_col: str, where: str, component_col: str | None = None) -> str:
     """Latest name seen in the events per item (or per item and component), only for those
     the catalog does not name (yet): the fallback. Rows of named ones are dropped by an
     anti-join before any aggregation, so the fallback costs little when the catalog is whole."""
     if component_col is None:
         keys = "item_id"
-        named = "(SELECT id AS item_id, NULL AS component FROM catalog_items WHERE name IS NOT NULL)"
+        named = (
+            "(SELECT id AS item_id, NULL AS component FROM catalog_items WHERE name IS NOT NULL)"
+        )
         on = "n.item_id = x.item_id"
     else:
         keys = f"item_id, {component_col}"
@@ -162,8 +162,9 @@ def campaign_entries_sql(where: str) -> str:
       LEFT JOIN item_components vc
         ON vc.item_id = r.item_id AND vc.component_type = 'variant'
        AND vc.component_id = r.event_variant_id
-      LEFT JOIN {_event_names(source, "message_variation_name", where,
-                              "message_variation_id")} AS vn
+      LEFT JOIN {
+        _event_names(source, "message_variation_name", where, "message_variation_id")
+    } AS vn
         ON vn.item_id = r.item_id AND vn.message_variation_id = r.event_variant_id
       LEFT JOIN (SELECT item_id, min(component_id) AS control_id FROM item_components
                  WHERE component_type = 'variant' AND is_control GROUP BY item_id) AS ctl
@@ -203,8 +204,7 @@ def canvas_entries_sql(where: str) -> str:
       LEFT JOIN item_components vc
         ON vc.item_id = r.item_id AND vc.component_type = 'canvas_variation'
        AND vc.component_id = r.variation_id
-      LEFT JOIN {_event_names(source, "canvas_variation_name", where,
-                              "canvas_variation_id")} AS vn
+      LEFT JOIN {_event_names(source, "canvas_variation_name", where, "canvas_variation_id")} AS vn
         ON vn.item_id = r.item_id AND vn.canvas_variation_id = r.variation_id"""  # noqa: S608
 
 
@@ -266,7 +266,9 @@ def export_users_sql(
     """
     conditions = []
     if user_refs is not None:
-        conditions.append("(list_contains($refs, user_id) OR list_contains($refs, external_user_id))")
+        conditions.append(
+            "(list_contains($refs, user_id) OR list_contains($refs, external_user_id))"
+        )
     if lower:
         conditions.append("user_id >= $lo")
     if upper:
@@ -293,7 +295,7 @@ def export_users_sql(
     sql = f"""
       WITH users AS ({users}),
       campaigns AS (
-        SELECT e.user_id, {_sorted_list('e.item_id', _campaign_json())} AS items
+        SELECT e.user_id, {_sorted_list("e.item_id", _campaign_json())} AS items
         FROM ({campaign_entries_sql(where)}) AS e
         GROUP BY e.user_id),
       steps AS (

@@ -324,7 +324,9 @@ def check_restored(
                   LEFT JOIN (SELECT id FROM {table} WHERE item_id IN (SELECT item_id FROM _items)) h
                     ON h.id = a.id
                   GROUP BY a.item_id"""  # noqa: S608
-        return {item: (archived, missing) for item, archived, missing in con.execute(sql).fetchall()}
+        return {
+            item: (archived, missing) for item, archived, missing in con.execute(sql).fetchall()
+        }
 
 
 def archived_row_counts(

@@ -219,18 +219,12 @@ def con(store: Path) -> t.Iterator[duckdb.DuckDBPyConnection]:
 
 
 def test_golden_cases_cover_every_filter() -> None:
-    used = {
-        match
-        for _, doc, _ in GOLDEN
-        for match in re.findall(r"'filter': '(\w+)'", repr(doc))
-    }
+    used = {match for _, doc, _ in GOLDEN for match in re.findall(r"'filter': '(\w+)'", repr(doc))}
     assert set(FILTERS) <= used
 
 
 @pytest.mark.parametrize(("case", "doc", "expected"), GOLDEN, ids=[c for c, _, _ in GOLDEN])
-def test_golden(
-    con: duckdb.DuckDBPyConnection, case: str, doc: t.Any, expected: set[str]
-) -> None:
+def test_golden(con: duckdb.DuckDBPyConnection, case: str, doc: t.Any, expected: set[str]) -> None:
     assert evaluate_consumer(con, f"seg_{case}", AS_OF) == sorted(expected)
     expr = parse_audience(doc, consumer_id=case)
     assert evaluate_audience(con, expr, AS_OF) == sorted(expected)
@@ -387,7 +381,9 @@ def _trees() -> st.SearchStrategy[tuple[t.Any, set[str]]]:
     return st.recursive(leaf, extend, max_leaves=12)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(tree=_trees())
 def test_set_algebra_matches_python_sets(
     con: duckdb.DuckDBPyConnection, tree: tuple[t.Any, set[str]]

@@ -65,7 +65,9 @@ def observe(db: Path, work: Path) -> Observation:
     """Every output the features produce, as comparable data."""
     work.mkdir(parents=True, exist_ok=True)
     with hot_connection(db, read_only=True) as con:
-        consumers = [r[0] for r in con.execute("SELECT id FROM audience_consumers ORDER BY id").fetchall()]
+        consumers = [
+            r[0] for r in con.execute("SELECT id FROM audience_consumers ORDER BY id").fetchall()
+        ]
         audiences: dict[str, t.Any] = {}
         for consumer in consumers:
             try:
@@ -80,7 +82,9 @@ def observe(db: Path, work: Path) -> Observation:
                 csvs[item] = (work / "item.csv").read_text(encoding="utf-8")
             except ItemExportError as exc:
                 csvs[item] = f"error: {type(exc).__name__}"
-        users = [r[0] for r in con.execute("SELECT user_id FROM user_summaries ORDER BY 1").fetchall()]
+        users = [
+            r[0] for r in con.execute("SELECT user_id FROM user_summaries ORDER BY 1").fetchall()
+        ]
         return {
             "audiences": audiences,
             "families": {c: _families(con, c) for c in consumers},
@@ -147,9 +151,7 @@ def test_expiry_equals_absence(base: Path, before: Observation, tmp_path: Path, 
 
 
 @pytest.mark.parametrize("item", ITEMS)
-def test_expiry_equals_never_ingested(
-    base: Path, tmp_path: Path, item: str
-) -> None:
+def test_expiry_equals_never_ingested(base: Path, tmp_path: Path, item: str) -> None:
     """Against a store that never saw X's events at all, for every output that does not read
     summaries: interaction-only audiences without ``not`` (whose universe is the summaries),
     the export and profile lists of the users both stores know, the other items' CSVs."""

@@ -113,9 +113,7 @@ def test_legacy_deleted_item_is_refused(con: duckdb.DuckDBPyConnection, tmp_path
 
 
 @pytest.mark.parametrize("item", ["cmp_nope", "seg_1", "../../etc/passwd"])
-def test_unknown_item_is_refused(
-    con: duckdb.DuckDBPyConnection, tmp_path: Path, item: str
-) -> None:
+def test_unknown_item_is_refused(con: duckdb.DuckDBPyConnection, tmp_path: Path, item: str) -> None:
     with pytest.raises(UnknownItem, match="not a campaign or Canvas"):
         export_item_csv(con, item, tmp_path / "x.csv")
     assert list(tmp_path.iterdir()) == []

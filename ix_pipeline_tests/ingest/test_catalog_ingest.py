@@ -26,7 +26,12 @@ VALID_LEAVES: dict[str, dict] = {
     "converted_from_canvas": {"canvas_id": "cnv_a"},
     "in_canvas_control_group": {"canvas_id": "cnv_a"},
     "entered_canvas_variation": {"canvas_id": "cnv_a", "variation_id": "cnv_a_var1"},
-    "last_received_canvas_step": {"canvas_id": "cnv_a", "step_id": "cnv_a_s2", "op": "after", "value": "2025-01-01T00:00:00Z"},
+    "last_received_canvas_step": {
+        "canvas_id": "cnv_a",
+        "step_id": "cnv_a_s2",
+        "op": "after",
+        "value": "2025-01-01T00:00:00Z",
+    },
     "received_with_tag": {"tag": "promo"},
     "clicked_opened_with_tag": {"tag": "promo", "action": "any"},
     "last_received_with_tag": {"tag": "promo", "op": "less_than_days_ago", "value": 30},
@@ -45,7 +50,11 @@ VALID_LEAVES: dict[str, dict] = {
     "last_received_sms": {},
     "last_received_webhook": {},
     "last_received_whatsapp": {},
-    "last_sms_inbound_keyword_category": {"category": "OPT_IN", "op": "more_than_days_ago", "value": 1},
+    "last_sms_inbound_keyword_category": {
+        "category": "OPT_IN",
+        "op": "more_than_days_ago",
+        "value": 1,
+    },
     "last_viewed_news_feed": {},
     "news_feed_view_count": {"op": "gt", "value": 2},
 }
@@ -70,22 +79,32 @@ def test_every_filter_parses_and_the_consumer_is_valid(settings: Settings, name:
     [
         ({"filter": "received_campaing", "campaign_id": "cmp_a"}, "received_campaing"),
         ({"filter": "received_campaign"}, "missing parameter campaign_id"),
-        ({"filter": "clicked_opened_campaign", "campaign_id": "cmp_a", "action": "hovered"}, "hovered"),
+        (
+            {"filter": "clicked_opened_campaign", "campaign_id": "cmp_a", "action": "hovered"},
+            "hovered",
+        ),
         ({"filter": "received_campaign", "campaign_id": "cmp_nope"}, "cmp_nope"),
         ({"filter": "received_campaign", "campaign_id": "cnv_a"}, "cnv_a"),
-        ({"filter": "received_campaign_variant", "campaign_id": "cmp_a", "variant_id": "zzz"}, "zzz"),
+        (
+            {"filter": "received_campaign_variant", "campaign_id": "cmp_a", "variant_id": "zzz"},
+            "zzz",
+        ),
         ({"filter": "received_campaign", "campaign_id": "cmp_old"}, "pre-2024"),
         ({"filter": "last_received_any", "op": "before", "value": "not a date"}, "not a date"),
     ],
 )
-def test_invalid_expression_is_recorded_naming_consumer_and_filter(settings: Settings, leaf: dict, fragment: str) -> None:
+def test_invalid_expression_is_recorded_naming_consumer_and_filter(
+    settings: Settings, leaf: dict, fragment: str
+) -> None:
     old = campaign("cmp_old", stopped_at="2021-01-01T00:00:00Z", deleted_at="2023-02-01T00:00:00Z")
     bad = consumer("seg_bad", audience={"any": [leaf]})
     fine = consumer("seg_ok", audience={"filter": "hard_bounced"})
     write_catalog(settings.landing / "catalog", [*BASE, old, bad, fine])
     report, _ = ingest(settings)
     assert report.invalid_consumers == 1
-    [(valid, errors)] = q(settings, "SELECT valid, errors FROM audience_consumers WHERE id = 'seg_bad'")
+    [(valid, errors)] = q(
+        settings, "SELECT valid, errors FROM audience_consumers WHERE id = 'seg_bad'"
+    )
     assert not valid and len(errors) >= 1
     assert "seg_bad" in errors[0] and leaf["filter"] in errors[0] and fragment in errors[0]
     assert q(settings, "SELECT valid FROM audience_consumers WHERE id = 'seg_ok'") == [(True,)]
@@ -100,7 +119,10 @@ def test_tag_and_id_references_are_told_apart(settings: Settings) -> None:
     ]})  # fmt: skip
     write_catalog(settings.landing / "catalog", [*BASE, seg])
     ingest(settings)
-    rows = q(settings, "SELECT filter, ref_by, item_id, component_id, tag, valid FROM filter_references ORDER BY path")
+    rows = q(
+        settings,
+        "SELECT filter, ref_by, item_id, component_id, tag, valid FROM filter_references ORDER BY path",
+    )
     assert rows == [
         ("received_campaign", "id", "cmp_a", None, None, True),
         ("received_canvas_step", "id", "cnv_a", "cnv_a_s2", None, True),
@@ -110,12 +132,18 @@ def test_tag_and_id_references_are_told_apart(settings: Settings) -> None:
 
 def test_newer_document_replaces_older_and_stale_one_is_ignored(settings: Settings) -> None:
     folder = settings.landing / "catalog"
-    write_catalog(folder, [campaign("cmp_a", status="active", stopped_at=None, updated_at="2025-03-01T00:00:00Z")])
+    write_catalog(
+        folder,
+        [campaign("cmp_a", status="active", stopped_at=None, updated_at="2025-03-01T00:00:00Z")],
+    )
     ingest(settings)
     write_catalog(folder, [campaign("cmp_a", status="stopped", updated_at="2025-04-01T00:00:00Z")])
     ingest(settings)
     assert q(settings, "SELECT status FROM catalog_items") == [("stopped",)]
-    write_catalog(folder, [campaign("cmp_a", status="active", stopped_at=None, updated_at="2025-02-01T00:00:00Z")])
+    write_catalog(
+        folder,
+        [campaign("cmp_a", status="active", stopped_at=None, updated_at="2025-02-01T00:00:00Z")],
+    )
     report, _ = ingest(settings)
     assert report.documents_stale == 1
     assert q(settings, "SELECT status FROM catalog_items") == [("stopped",)]
@@ -131,7 +159,9 @@ def test_bad_documents_are_quarantined_and_the_rest_loads(settings: Settings) ->
     (folder / "broken.json").write_text('{"id": "cmp_z", ')
     report, _ = ingest(settings)
     assert q(settings, "SELECT id FROM catalog_items ORDER BY id") == [("cmp_a",), ("cmp_c",)]
-    reasons = [r for (r,) in q(settings, "SELECT reason FROM quarantine_log ORDER BY source, record_index")]
+    reasons = [
+        r for (r,) in q(settings, "SELECT reason FROM quarantine_log ORDER BY source, record_index")
+    ]
     assert any("field id is missing" in r for r in reasons)
     assert any("spaceship" in r for r in reasons)
     assert any("stopped_at" in r and "cmp_b" in r for r in reasons)

@@ -29,9 +29,17 @@ CLICK = "users.messages.email.Click"
 
 @pytest.mark.parametrize("codec", ["null", "deflate", "snappy"])
 @pytest.mark.parametrize("time_type", ["int", "long"])
-def test_avro_in_currents_layout_lands_in_the_right_table(settings: Settings, codec: str, time_type: str) -> None:
+def test_avro_in_currents_layout_lands_in_the_right_table(
+    settings: Settings, codec: str, time_type: str
+) -> None:
     root = settings.landing / "currents"
-    write_events(root, CLICK, [campaign_event("cmp_1", "u1", eid="c1", link_alias="cta")], codec=codec, time_type=time_type)
+    write_events(
+        root,
+        CLICK,
+        [campaign_event("cmp_1", "u1", eid="c1", link_alias="cta")],
+        codec=codec,
+        time_type=time_type,
+    )
     write_events(root, "users.canvas.Entry", [canvas_event("cnv_1", "u2", eid="e1", in_control_group=False)],
                  codec=codec, time_type=time_type)  # fmt: skip
     _, report = ingest(settings)
@@ -43,7 +51,10 @@ def test_avro_in_currents_layout_lands_in_the_right_table(settings: Settings, co
     assert got["channel"] == "email" and got["event_type"] == CLICK
     assert got["link_alias"] == "cta" and got["time"] == T0 and got["external_user_id"] == "ext-u1"
     assert got["message_variation_id"] == "cmp_1_v1"
-    canvas_rows = q(settings, "SELECT id, item_id, kind, canvas_step_id, in_control_group FROM canvas_interactions")
+    canvas_rows = q(
+        settings,
+        "SELECT id, item_id, kind, canvas_step_id, in_control_group FROM canvas_interactions",
+    )
     assert canvas_rows == [("e1", "cnv_1", "entry", "cnv_1_s1", False)]
 
 
@@ -65,23 +76,41 @@ def test_event_delivered_twice_in_two_files_and_two_runs_is_stored_once(settings
 
 
 def test_running_ingestion_again_adds_nothing(settings: Settings) -> None:
-    write_events(settings.landing / "currents", CLICK, [campaign_event("cmp_1", f"u{i}") for i in range(50)])
+    write_events(
+        settings.landing / "currents", CLICK, [campaign_event("cmp_1", f"u{i}") for i in range(50)]
+    )
     ingest(settings)
-    before = q(settings, "SELECT count(*), (SELECT count(*) FROM user_summaries), (SELECT sum(events) FROM item_analytics) FROM campaign_interactions")
+    before = q(
+        settings,
+        "SELECT count(*), (SELECT count(*) FROM user_summaries), (SELECT sum(events) FROM item_analytics) FROM campaign_interactions",
+    )
     _, again = ingest(settings)
     assert again.files_skipped == 1 and again.files_ingested == 0 and again.events_stored == 0
-    assert q(settings, "SELECT count(*), (SELECT count(*) FROM user_summaries), (SELECT sum(events) FROM item_analytics) FROM campaign_interactions") == before
+    assert (
+        q(
+            settings,
+            "SELECT count(*), (SELECT count(*) FROM user_summaries), (SELECT sum(events) FROM item_analytics) FROM campaign_interactions",
+        )
+        == before
+    )
 
 
 def test_unknown_optional_fields_never_fail_a_file(settings: Settings) -> None:
     path = settings.landing / "currents" / "extra.jsonl"
-    write_jsonl(path, [{**campaign_event("cmp_1", "u1"), "brand_new_field": {"x": 1}, "another": 3}], event_type=CLICK)
+    write_jsonl(
+        path,
+        [{**campaign_event("cmp_1", "u1"), "brand_new_field": {"x": 1}, "another": 3}],
+        event_type=CLICK,
+    )
     _, report = ingest(settings)
     assert report.events_stored == 1 and report.records_quarantined == 0
 
 
 def _quarantined(settings: Settings) -> list[tuple]:
-    return q(settings, "SELECT record_index, event_id, reason FROM quarantine_log ORDER BY source, record_index")
+    return q(
+        settings,
+        "SELECT record_index, event_id, reason FROM quarantine_log ORDER BY source, record_index",
+    )
 
 
 @pytest.mark.parametrize(
@@ -95,7 +124,10 @@ def _quarantined(settings: Settings) -> list[tuple]:
         ({"time": 1_700_000_000_000}, "field time is out of range"),
         ({"user_id": 42}, "field user_id is not a string"),
         ({"in_control_group": "yes"}, "field in_control_group is not a boolean"),
-        ({"event_type": "users.messages.email.Teleport"}, "unknown event type users.messages.email.Teleport"),
+        (
+            {"event_type": "users.messages.email.Teleport"},
+            "unknown event type users.messages.email.Teleport",
+        ),
         ({"id": "x" * 10_000}, "field id is longer than 512 characters"),
     ],
 )
@@ -109,40 +141,63 @@ def test_bad_record_is_quarantined_with_its_reason_and_the_rest_is_stored(
     assert report.events_stored == 3 and report.records_quarantined == 1
     [(index, _, got)] = _quarantined(settings)
     assert index == 1 and got.startswith(reason)
-    saved = [json.loads(line) for line in (next(settings.quarantine.iterdir()) / "records.jsonl").read_text().splitlines()]
+    saved = [
+        json.loads(line)
+        for line in (next(settings.quarantine.iterdir()) / "records.jsonl").read_text().splitlines()
+    ]
     assert saved[0]["reason"].startswith(reason) and saved[0]["record_index"] == 1
 
 
 def test_json_lines_with_a_bad_line_in_the_middle(settings: Settings) -> None:
     path = settings.landing / "currents" / "mixed.jsonl"
-    lines = [json.dumps({**campaign_event("cmp_1", f"u{i}"), "event_type": CLICK}) for i in range(4)]
+    lines = [
+        json.dumps({**campaign_event("cmp_1", f"u{i}"), "event_type": CLICK}) for i in range(4)
+    ]
     lines.insert(2, '{"id": "half", "user_id": ')
     lines.insert(3, "\udcff".encode("utf-8", "surrogateescape").decode("latin-1"))
-    path.write_bytes("\n".join(lines).encode("latin-1", "replace").replace(b"\xc3\xbf", b"\xff") + b"\n")
+    path.write_bytes(
+        "\n".join(lines).encode("latin-1", "replace").replace(b"\xc3\xbf", b"\xff") + b"\n"
+    )
     _, report = ingest(settings)
     assert report.events_stored == 4
     reasons = [r for _, _, r in _quarantined(settings)]
     assert len(reasons) == 2 and "line 3 is not JSON" in reasons[0]
 
 
-def test_corrupt_avro_file_is_quarantined_whole_and_other_files_still_load(settings: Settings) -> None:
+def test_corrupt_avro_file_is_quarantined_whole_and_other_files_still_load(
+    settings: Settings,
+) -> None:
     root = settings.landing / "currents"
     good = write_events(root, CLICK, [campaign_event("cmp_1", "u1")])
     bad = write_events(root, CLICK, [campaign_event("cmp_1", f"u{i}") for i in range(100)])
     bad.write_bytes(bad.read_bytes()[: len(bad.read_bytes()) // 2])  # truncated
     magic = write_events(root, CLICK, [campaign_event("cmp_1", "u9")])
     magic.write_bytes(b"NOPE" + magic.read_bytes()[4:])
-    empty = root / "dataexport.x.S3.integration.y" / f"event_type={CLICK}" / "date=2025-01-01-00" / "1" / "z" / "empty.avro"
+    empty = (
+        root
+        / "dataexport.x.S3.integration.y"
+        / f"event_type={CLICK}"
+        / "date=2025-01-01-00"
+        / "1"
+        / "z"
+        / "empty.avro"
+    )
     empty.parent.mkdir(parents=True)
     empty.write_bytes(b"")
     _, report = ingest(settings)
     assert report.files_quarantined == 3 and report.events_stored == 1
-    rows = q(settings, "SELECT source, reason FROM quarantine_log WHERE record_index = -1 ORDER BY source")
+    rows = q(
+        settings,
+        "SELECT source, reason FROM quarantine_log WHERE record_index = -1 ORDER BY source",
+    )
     assert {Path(s).name for s, _ in rows} == {bad.name, magic.name, "empty.avro"}
     assert any("empty" in r for _, r in rows)
     copies = [p for p in next(settings.quarantine.iterdir()).iterdir() if p.suffix == ".avro"]
     assert len(copies) == 3
-    assert q(settings, "SELECT status, count(*) FROM ingested_files GROUP BY 1 ORDER BY 1") == [("ingested", 1), ("quarantined", 3)]
+    assert q(settings, "SELECT status, count(*) FROM ingested_files GROUP BY 1 ORDER BY 1") == [
+        ("ingested", 1),
+        ("quarantined", 3),
+    ]
     assert good.exists()
 
 
@@ -168,24 +223,40 @@ def test_avro_schema_missing_a_required_field(settings: Settings) -> None:
         fastavro.writer(f, fastavro.parse_schema(schema), [{"id": "a", "time": T0}])
     _, report = ingest(settings)
     assert report.records_quarantined == 1 and report.events_stored == 0
-    assert q(settings, "SELECT reason FROM quarantine_log") == [("required field user_id is missing",)]
+    assert q(settings, "SELECT reason FROM quarantine_log") == [
+        ("required field user_id is missing",)
+    ]
 
 
 def test_parquet_with_same_fields_and_with_wrong_column_types(settings: Settings) -> None:
     root = settings.landing / "currents"
     rows = [{**campaign_event("cmp_1", f"u{i}"), "event_type": CLICK} for i in range(3)]
     pq.write_table(pa.Table.from_pylist(rows), root / "good.parquet")
-    wrong = pa.table({"id": ["w1"], "user_id": ["u"], "time": ["2025-01-01"], "event_type": [CLICK], "campaign_id": ["cmp_1"]})
+    wrong = pa.table(
+        {
+            "id": ["w1"],
+            "user_id": ["u"],
+            "time": ["2025-01-01"],
+            "event_type": [CLICK],
+            "campaign_id": ["cmp_1"],
+        }
+    )
     pq.write_table(wrong, root / "wrong.parquet")
     _, report = ingest(settings)
     assert report.events_stored == 3 and report.records_quarantined == 1
-    assert q(settings, "SELECT event_id, reason FROM quarantine_log") == [("w1", "field time is not an integer (found String)")]
+    assert q(settings, "SELECT event_id, reason FROM quarantine_log") == [
+        ("w1", "field time is not an integer (found String)")
+    ]
 
 
 def test_summaries_are_fed_by_every_event_and_items_ever_received(settings: Settings) -> None:
     root = settings.landing / "currents"
     write_events(root, "users.messages.email.Send", [campaign_event("cmp_1", "u1", t=T0)])
-    write_events(root, "users.messages.email.Bounce", [{"id": "b1", "user_id": "u1", "time": T0 + 5, "app_group_id": "a"}])
+    write_events(
+        root,
+        "users.messages.email.Bounce",
+        [{"id": "b1", "user_id": "u1", "time": T0 + 5, "app_group_id": "a"}],
+    )
     write_events(root, "users.messages.sms.InboundReceive",
                  [{"id": "k1", "user_id": "u1", "time": T0 + 9, "app_group_id": "a", "action": "OPT_IN"}])  # fmt: skip
     write_events(root, "users.behaviors.app.NewsFeedImpression",
@@ -205,11 +276,14 @@ def test_summaries_are_fed_by_every_event_and_items_ever_received(settings: Sett
     (1735689600, "2025-01-01"),  # the first second of the next
     (951782400, "2000-02-29"),  # a leap day
 ])  # fmt: skip
-def test_item_analytics_counts_each_event_on_its_utc_day(settings: Settings, seconds: int, day: str) -> None:
-    write_events(settings.landing / "currents", CLICK, [campaign_event("cmp_1", "u1", t=seconds, eid="c1")])
+def test_item_analytics_counts_each_event_on_its_utc_day(
+    settings: Settings, seconds: int, day: str
+) -> None:
+    write_events(
+        settings.landing / "currents", CLICK, [campaign_event("cmp_1", "u1", t=seconds, eid="c1")]
+    )
     ingest(settings)
     assert q(settings, "SELECT CAST(day AS VARCHAR), events FROM item_analytics") == [(day, 1)]
-
 
 
 def summary_history(root: Path) -> None:
@@ -226,12 +300,16 @@ def summary_history(root: Path) -> None:
                      [{"id": f"n{i}", "user_id": "u2", "time": T0 + i, "app_group_id": "a"}])  # fmt: skip
 
 
-def test_summaries_folded_from_many_batches_equal_one_batch(settings: Settings, tmp_path: Path) -> None:
+def test_summaries_folded_from_many_batches_equal_one_batch(
+    settings: Settings, tmp_path: Path
+) -> None:
     # Every file its own batch: each user's facts arrive in many pending aggregates, which
     # the fold combines (latest dates, summed counts, union of lists, latest keyword).
     summary_history(settings.landing / "currents")
     with hot_connection(settings.hot_db) as con:
-        report = ingest_currents(con, [settings.landing], settings.quarantine, "one-by-one", batch_rows=1)
+        report = ingest_currents(
+            con, [settings.landing], settings.quarantine, "one-by-one", batch_rows=1
+        )
     assert report.events_stored == 20
     other = load_settings(tmp_path / "other")
     summary_history(other.landing / "currents")
@@ -253,12 +331,18 @@ def test_summaries_folded_from_many_batches_equal_one_batch(settings: Settings, 
         assert q(settings, f"SELECT count(*) FROM {pending_table(name)}") == [(0,)]  # noqa: S608
 
 
-def test_a_ledger_of_ids_from_an_older_store_becomes_keys_and_still_deduplicates(settings: Settings) -> None:
+def test_a_ledger_of_ids_from_an_older_store_becomes_keys_and_still_deduplicates(
+    settings: Settings,
+) -> None:
     # A store written before the ledger kept keys: its ledger holds the ids themselves.
     settings.hot_db.parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(settings.hot_db)) as old:
-        old.execute("CREATE TABLE event_ledger (id VARCHAR, item_type VARCHAR, ingested_at TIMESTAMPTZ)")
-        old.execute("INSERT INTO event_ledger VALUES ('seen-1', 'campaign', now()), ('seen-2', NULL, now())")
+        old.execute(
+            "CREATE TABLE event_ledger (id VARCHAR, item_type VARCHAR, ingested_at TIMESTAMPTZ)"
+        )
+        old.execute(
+            "INSERT INTO event_ledger VALUES ('seen-1', 'campaign', now()), ('seen-2', NULL, now())"
+        )
     write_events(settings.landing / "currents", CLICK,
                  [campaign_event("cmp_1", "u1", eid="seen-1"), campaign_event("cmp_1", "u2", eid="new-1")])  # fmt: skip
     _, report = ingest(settings)
@@ -277,19 +361,35 @@ def write_store_with_received_lists(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     [summaries] = [s for s in DDL if "TABLE IF NOT EXISTS user_summaries (" in s]
     with duckdb.connect(str(path)) as old:
-        old.execute(summaries.replace("clicked_aliases VARCHAR[]", "clicked_aliases VARCHAR[], items_received VARCHAR[]"))
+        old.execute(
+            summaries.replace(
+                "clicked_aliases VARCHAR[]", "clicked_aliases VARCHAR[], items_received VARCHAR[]"
+            )
+        )
         old.execute("CREATE TABLE user_summaries_pending AS SELECT * FROM user_summaries LIMIT 0")
-        old.execute("INSERT INTO user_summaries (user_id, items_received) VALUES ('u1', ['cmp_1', 'stp_1']), ('u2', NULL)")
-        old.execute("INSERT INTO user_summaries_pending (user_id, items_received) VALUES ('u1', ['cmp_1', 'cmp_2'])")
+        old.execute(
+            "INSERT INTO user_summaries (user_id, items_received) VALUES ('u1', ['cmp_1', 'stp_1']), ('u2', NULL)"
+        )
+        old.execute(
+            "INSERT INTO user_summaries_pending (user_id, items_received) VALUES ('u1', ['cmp_1', 'cmp_2'])"
+        )
 
 
 def test_received_lists_of_an_older_store_become_pairs(settings: Settings) -> None:
     write_store_with_received_lists(settings.hot_db)
-    write_events(settings.landing / "currents", "users.messages.email.Send", [campaign_event("cmp_3", "u2")])
+    write_events(
+        settings.landing / "currents", "users.messages.email.Send", [campaign_event("cmp_3", "u2")]
+    )
     ingest(settings)
     assert q(settings, "SELECT * FROM user_items_received ORDER BY ALL") == [
         ("u1", "cmp_1"), ("u1", "cmp_2"), ("u1", "stp_1"), ("u2", "cmp_3")]  # fmt: skip
-    assert q(settings, "SELECT table_name FROM information_schema.columns WHERE column_name = 'items_received'") == []
+    assert (
+        q(
+            settings,
+            "SELECT table_name FROM information_schema.columns WHERE column_name = 'items_received'",
+        )
+        == []
+    )
     assert q(settings, "SELECT count(*) FROM user_summaries_pending") == [(0,)]
 
 
@@ -298,12 +398,27 @@ def test_a_reader_of_an_older_store_sees_it_upgraded(settings: Settings) -> None
     # sensor): it must not miss the tables and columns the migrations create.
     write_store_with_received_lists(settings.hot_db)
     with duckdb.connect(str(settings.hot_db)) as old:
-        old.execute("CREATE TABLE event_ledger (id VARCHAR, item_type VARCHAR, ingested_at TIMESTAMPTZ)")
+        old.execute(
+            "CREATE TABLE event_ledger (id VARCHAR, item_type VARCHAR, ingested_at TIMESTAMPTZ)"
+        )
         old.execute("INSERT INTO event_ledger VALUES ('seen-1', 'campaign', now())")
-    assert q(settings, f"SELECT count(*) FROM event_ledger WHERE id_key = {ledger_key('?')}", ["seen-1"]) == [(1,)]  # noqa: S608
-    assert q(settings, "SELECT * FROM user_items_received ORDER BY ALL") == [("u1", "cmp_1"), ("u1", "stp_1")]
-    assert q(settings, "SELECT * FROM user_items_received_pending ORDER BY ALL") == [("u1", "cmp_1"), ("u1", "cmp_2")]
-    assert q(settings, "SELECT table_name FROM information_schema.columns WHERE column_name = 'items_received'") == []
+    seen = f"SELECT count(*) FROM event_ledger WHERE id_key = {ledger_key('?')}"  # noqa: S608
+    assert q(settings, seen, ["seen-1"]) == [(1,)]
+    assert q(settings, "SELECT * FROM user_items_received ORDER BY ALL") == [
+        ("u1", "cmp_1"),
+        ("u1", "stp_1"),
+    ]
+    assert q(settings, "SELECT * FROM user_items_received_pending ORDER BY ALL") == [
+        ("u1", "cmp_1"),
+        ("u1", "cmp_2"),
+    ]
+    assert (
+        q(
+            settings,
+            "SELECT table_name FROM information_schema.columns WHERE column_name = 'items_received'",
+        )
+        == []
+    )
 
 
 def test_opening_a_current_store_changes_nothing_in_it(settings: Settings) -> None:
@@ -323,7 +438,8 @@ def test_a_store_whose_schema_is_not_current_gets_it_again_on_open(settings: Set
     with duckdb.connect(str(settings.hot_db)) as raw:  # as if an older version's DDL left it
         raw.execute("DROP VIEW visible_campaign_interactions")
         raw.execute("UPDATE store_schema SET fingerprint = 'an-older-schema'")
-    assert q(settings, "SELECT count(*) FROM visible_campaign_interactions") == [(0,)]  # a reader first
+    # A reader first.
+    assert q(settings, "SELECT count(*) FROM visible_campaign_interactions") == [(0,)]
     assert q(settings, "SELECT fingerprint FROM store_schema") == [(SCHEMA_FINGERPRINT,)]
 
 

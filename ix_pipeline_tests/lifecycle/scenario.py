@@ -37,22 +37,54 @@ def build(settings: Settings, users: int = 6) -> None:
         campaign("cmp_late", stopped_at="2025-03-15T00:00:00Z"),
         campaign("cmp_old", stopped_at="2021-01-01T00:00:00Z", deleted_at="2023-02-01T00:00:00Z"),
         canvas("cnv_stop", tags=["promo"]),
-        consumer("seg_keep", audience={"all": [
-            {"filter": "received_campaign", "campaign_id": "cmp_exempt"},
-            {"filter": "received_with_tag", "tag": "vip"},
-        ]}),  # fmt: skip
-        consumer("cc_inactive", "content_card", active=False,
-                 audience={"filter": "received_campaign", "campaign_id": "cmp_stop"}),  # fmt: skip
+        consumer(
+            "seg_keep",
+            audience={
+                "all": [
+                    {"filter": "received_campaign", "campaign_id": "cmp_exempt"},
+                    {"filter": "received_with_tag", "tag": "vip"},
+                ]
+            },
+        ),  # fmt: skip
+        consumer(
+            "cc_inactive",
+            "content_card",
+            active=False,
+            audience={"filter": "received_campaign", "campaign_id": "cmp_stop"},
+        ),  # fmt: skip
     ]
     write_catalog(settings.landing / "catalog", docs)
     root = settings.landing / "currents"
     for cid in ("cmp_stop", "cmp_active", "cmp_exempt", "cmp_tagref", "cmp_late", "cmp_old"):
-        sends = [campaign_event(cid, f"u{i}", t=T0 + i, variant="v1" if i % 2 else "v2") for i in range(users)]
+        sends = [
+            campaign_event(cid, f"u{i}", t=T0 + i, variant="v1" if i % 2 else "v2")
+            for i in range(users)
+        ]
         write_events(root, SEND, sends)
-        write_events(root, OPEN, [campaign_event(cid, f"u{i}", t=T0 + 100 + i, machine_open="true") for i in range(0, users, 2)])
-        write_events(root, CLICK, [campaign_event(cid, f"u{i}", t=T0 + 200, link_alias="cta") for i in range(0, users, 3)])
-    write_events(root, ENTRY, [canvas_event("cnv_stop", f"u{i}", in_control_group=i == 0) for i in range(users)])
-    write_events(root, SEND, [canvas_event("cnv_stop", f"u{i}", step="s2") for i in range(1, users)])
+        write_events(
+            root,
+            OPEN,
+            [
+                campaign_event(cid, f"u{i}", t=T0 + 100 + i, machine_open="true")
+                for i in range(0, users, 2)
+            ],
+        )
+        write_events(
+            root,
+            CLICK,
+            [
+                campaign_event(cid, f"u{i}", t=T0 + 200, link_alias="cta")
+                for i in range(0, users, 3)
+            ],
+        )
+    write_events(
+        root,
+        ENTRY,
+        [canvas_event("cnv_stop", f"u{i}", in_control_group=i == 0) for i in range(users)],
+    )
+    write_events(
+        root, SEND, [canvas_event("cnv_stop", f"u{i}", step="s2") for i in range(1, users)]
+    )
     ingest(settings)
 
 

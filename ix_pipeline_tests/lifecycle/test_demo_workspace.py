@@ -16,7 +16,10 @@ AS_OF = "2026-11-28T02:00:00Z"
 
 def hot_ids_by_item(settings: Settings) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
-    for item_id, event_id in q(settings, "SELECT item_id, id FROM campaign_interactions UNION ALL SELECT item_id, id FROM canvas_interactions"):
+    for item_id, event_id in q(
+        settings,
+        "SELECT item_id, id FROM campaign_interactions UNION ALL SELECT item_id, id FROM canvas_interactions",
+    ):
         out.setdefault(item_id, set()).add(event_id)
     return out
 
@@ -36,7 +39,10 @@ def test_demo_workspace_expiry_end_to_end(settings: Settings) -> None:
     summary = generate_workspace(settings.data_dir, n_users=2_000, n_events=60_000, n_campaigns=40, n_canvases=10,
                                  seed=11, now=datetime(2026, 11, 28, tzinfo=UTC))  # fmt: skip
     catalog, currents = ingest(settings)
-    assert currents.events_stored == summary.n_events and currents.duplicates_skipped == summary.n_duplicates
+    assert (
+        currents.events_stored == summary.n_events
+        and currents.duplicates_skipped == summary.n_duplicates
+    )
     assert catalog.invalid_consumers == 0 and currents.records_quarantined == 0
     before = snapshot(settings)
     hot_before = hot_ids_by_item(settings)
@@ -48,7 +54,8 @@ def test_demo_workspace_expiry_end_to_end(settings: Settings) -> None:
     archived = archived_ids_by_item(settings)
     hot_after = hot_ids_by_item(settings)
     for item_id in real.expired:
-        assert archived[item_id] == hot_before.get(item_id, set())  # left hot == arrived in the archive
+        # Left hot == arrived in the archive.
+        assert archived[item_id] == hot_before.get(item_id, set())
         assert item_id not in hot_after
     assert set(archived) == {i for i in real.expired if hot_before.get(i)}
     for item_id, ids in hot_after.items():

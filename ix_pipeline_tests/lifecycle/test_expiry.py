@@ -32,7 +32,8 @@ def archived_rows(settings: Settings, item_id: str) -> list[tuple]:
         out = []
         for item_type in ("campaign", "canvas"):
             con.register("a", archive_of(settings).dataset(item_type, [item_id]))
-            out += con.execute(f"SELECT {cols} FROM a WHERE item_id = ? ORDER BY id", [item_id]).fetchall()  # noqa: S608
+            sql = f"SELECT {cols} FROM a WHERE item_id = ? ORDER BY id"  # noqa: S608
+            out += con.execute(sql, [item_id]).fetchall()
             con.unregister("a")
     return out
 
@@ -61,7 +62,9 @@ def test_dry_run_lists_what_would_expire_and_changes_nothing(workspace: Settings
     assert not (workspace.data_dir / "archive").exists()
 
 
-def test_real_run_moves_exactly_the_dry_run_items_and_rows_arrive_intact(workspace: Settings) -> None:
+def test_real_run_moves_exactly_the_dry_run_items_and_rows_arrive_intact(
+    workspace: Settings,
+) -> None:
     dry = expire(workspace, NIGHT, dry_run=True)
     hot_before = {i: rows_of(workspace, i) for i in dry.expired}
     result = expire(workspace, NIGHT)
@@ -73,7 +76,10 @@ def test_real_run_moves_exactly_the_dry_run_items_and_rows_arrive_intact(workspa
     states = dict(q(workspace, "SELECT item_id, state FROM item_lifecycle"))
     assert states == {"cmp_stop": "expired", "cnv_stop": "expired", "cmp_active": "hot", "cmp_exempt": "hot",
                       "cmp_tagref": "expired", "cmp_late": "hot", "cmp_old": "legacy_deleted"}  # fmt: skip
-    audit = q(workspace, "SELECT item_id, from_state, to_state, rows FROM lifecycle_audit WHERE to_state = 'expired' ORDER BY 1")
+    audit = q(
+        workspace,
+        "SELECT item_id, from_state, to_state, rows FROM lifecycle_audit WHERE to_state = 'expired' ORDER BY 1",
+    )
     assert audit == [(i, "expiring", "expired", len(hot_before[i])) for i in EXPIRING]
     assert_invariants(workspace)
     again = expire(workspace, NIGHT)
@@ -92,14 +98,18 @@ def test_nothing_expires_for_an_as_of_in_2023(workspace: Settings) -> None:
 def test_exemption_by_id_but_not_by_tag_or_inactive_consumer(workspace: Settings) -> None:
     with hot_connection(workspace.hot_db, read_only=True) as con:
         decisions = {d.item_id: d for d in plan_expiry(con, at(NIGHT)).decisions}
-    assert decisions["cmp_exempt"].exempt_by == ("seg_keep",) and not decisions["cmp_exempt"].eligible
+    assert (
+        decisions["cmp_exempt"].exempt_by == ("seg_keep",) and not decisions["cmp_exempt"].eligible
+    )
     assert decisions["cmp_exempt"].expires_at == at("2025-05-02T02:00:00Z")
     # seg_keep names cmp_tagref's tag only: a tag reference exempts nothing.
     assert decisions["cmp_tagref"].exempt_by == () and decisions["cmp_tagref"].eligible
     assert decisions["cmp_stop"].exempt_by == ()  # the content card referencing it is inactive
 
 
-def test_late_event_for_an_expired_item_stays_invisible_and_moves_next_night(workspace: Settings) -> None:
+def test_late_event_for_an_expired_item_stays_invisible_and_moves_next_night(
+    workspace: Settings,
+) -> None:
     expire(workspace, NIGHT)
     archived_before = len(archived_rows(workspace, "cmp_stop"))
     already = archived_rows(workspace, "cmp_stop")[0]
@@ -109,8 +119,12 @@ def test_late_event_for_an_expired_item_stays_invisible_and_moves_next_night(wor
     ])  # fmt: skip
     _, report = ingest(workspace)
     assert report.events_stored == 1 and report.duplicates_skipped == 1
-    assert q(workspace, "SELECT count(*) FROM campaign_interactions WHERE item_id = 'cmp_stop'") == [(1,)]
-    assert q(workspace, "SELECT count(*) FROM visible_campaign_interactions WHERE item_id = 'cmp_stop'") == [(0,)]
+    assert q(
+        workspace, "SELECT count(*) FROM campaign_interactions WHERE item_id = 'cmp_stop'"
+    ) == [(1,)]
+    assert q(
+        workspace, "SELECT count(*) FROM visible_campaign_interactions WHERE item_id = 'cmp_stop'"
+    ) == [(0,)]
     result = expire(workspace, "2025-05-02T02:00:00Z")
     assert result.expired == [] and result.late_rows_archived == 1
     assert len(archived_rows(workspace, "cmp_stop")) == archived_before + 1
@@ -176,7 +190,9 @@ def test_verification_reports_exactly_the_hot_ids_the_archive_lacks(workspace: S
     archive, item = archive_of(workspace), ["cmp_stop"]
     hot = {i: len(rows_of(workspace, i)) for i in ("cmp_stop", "cmp_active")}
     with hot_connection(workspace.hot_db) as con:
-        assert hot_ids_missing_from_archive(con, archive, "campaign", item) == {"cmp_stop": hot["cmp_stop"]}
+        assert hot_ids_missing_from_archive(con, archive, "campaign", item) == {
+            "cmp_stop": hot["cmp_stop"]
+        }
         archive_hot_rows(con, archive, "campaign", item, run_id="test")
         assert hot_ids_missing_from_archive(con, archive, "campaign", item) == {}
         # An archived row that is no longer hot: the digests differ, the exact check clears it.
@@ -214,7 +230,9 @@ def test_the_archive_refuses_columns_its_files_do_not_hold(workspace: Settings) 
             archive_of(workspace).rows(con, "campaign", ['id" FROM x; --', "no_such_column"])
 
 
-def test_a_delta_reader_filtering_the_archive_by_any_column_finds_its_rows(workspace: Settings) -> None:
+def test_a_delta_reader_filtering_the_archive_by_any_column_finds_its_rows(
+    workspace: Settings,
+) -> None:
     """deltalake's pyarrow dataset (how we read an archive in a bucket, and how other tools
     read any archive) prunes files by the min/max statistics the writer records: files
     written without them read as empty under any filter on such a column."""
@@ -236,7 +254,9 @@ def test_a_delta_reader_filtering_the_archive_by_any_column_finds_its_rows(works
         assert dataset.count_rows(filter=pds.field(column) == value) == wanted, column
 
 
-@pytest.mark.parametrize(("items", "rows"), [(1, 25_000), (97, 25_000), (181, 46_336), (250, 64_000), (5_000, 64_000)])
+@pytest.mark.parametrize(
+    ("items", "rows"), [(1, 25_000), (97, 25_000), (181, 46_336), (250, 64_000), (5_000, 64_000)]
+)
 def test_write_batches_give_each_item_about_256_rows_within_bounds(items: int, rows: int) -> None:
     from ix_pipeline.store.lifecycle_io import write_batch_rows
 

@@ -46,7 +46,9 @@ step = st.one_of(
 
 @hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(items=items, steps=st.lists(step, min_size=1, max_size=8))
-def test_invariants_hold_after_every_step(items: list[tuple[str, str, int]], steps: list[tuple]) -> None:
+def test_invariants_hold_after_every_step(
+    items: list[tuple[str, str, int]], steps: list[tuple]
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         db, archive, quarantine = root / "hot.duckdb", Archive(str(root / "archive")), root / "q"
@@ -54,7 +56,9 @@ def test_invariants_hold_after_every_step(items: list[tuple[str, str, int]], ste
         ids = [f"{'cmp' if t == 'campaign' else 'cnv'}_{i}" for i, (t, _, _) in enumerate(items)]
         docs = [
             (campaign if t == "campaign" else canvas)(
-                ids[i], status=status, stopped_at=(START + timedelta(days=d)).isoformat() if status != "active" else None
+                ids[i],
+                status=status,
+                stopped_at=(START + timedelta(days=d)).isoformat() if status != "active" else None,
             )
             for i, (t, status, d) in enumerate(items)
         ]
@@ -73,7 +77,9 @@ def test_invariants_hold_after_every_step(items: list[tuple[str, str, int]], ste
                     for _ in range(count):
                         serial += 1
                         make = campaign_event if item.startswith("cmp") else canvas_event
-                        events.append(make(item, f"u{serial % 5}", eid=f"e{serial}", t=int(clock.timestamp())))
+                        events.append(
+                            make(item, f"u{serial % 5}", eid=f"e{serial}", t=int(clock.timestamp()))
+                        )
                     if redeliver and serial > count:
                         events.append((campaign_event if item.startswith("cmp") else canvas_event)(
                             item, "u0", eid=f"e{serial - count}"))  # fmt: skip
@@ -108,4 +114,7 @@ def test_invariants_hold_after_every_step(items: list[tuple[str, str, int]], ste
                         "SELECT id FROM visible_campaign_interactions WHERE item_id = ? UNION ALL "
                         "SELECT id FROM visible_canvas_interactions WHERE item_id = ?", [item, item]).fetchall()}  # fmt: skip
                     # Hot items show every event ever ingested for them; expired ones show none.
-                    assert visible == (ingested[item] if states[item] == "hot" else set()), (item, states[item])
+                    assert visible == (ingested[item] if states[item] == "hot" else set()), (
+                        item,
+                        states[item],
+                    )

@@ -36,7 +36,10 @@ def expired(settings: Settings) -> tuple[Settings, dict[str, list[tuple]]]:
         ({"campaign_ids": ("cmp_stop",)}, ["cmp_stop"]),
         ({"canvas_ids": ("cnv_stop",)}, ["cnv_stop"]),
         ({"tags": ("promo",)}, ["cmp_stop", "cnv_stop"]),
-        ({"campaign_ids": ("cmp_tagref",), "tags": ("promo",)}, ["cmp_stop", "cmp_tagref", "cnv_stop"]),
+        (
+            {"campaign_ids": ("cmp_tagref",), "tags": ("promo",)},
+            ["cmp_stop", "cmp_tagref", "cnv_stop"],
+        ),
     ],
     ids=["campaign", "canvas", "tag", "mix"],
 )
@@ -47,9 +50,12 @@ def test_restore_brings_back_every_column_of_every_row(expired, request_, restor
     for item_id in restored:
         assert rows_of(settings, item_id) == before[item_id]
         assert result.rows_per_item[item_id] == len(before[item_id])
-    assert dict(q(settings, "SELECT item_id, state FROM item_lifecycle WHERE item_id IN ('cmp_stop', 'cnv_stop', 'cmp_tagref')")) == {
-        i: "hot" if i in restored else "expired" for i in EXPIRING
-    }
+    assert dict(
+        q(
+            settings,
+            "SELECT item_id, state FROM item_lifecycle WHERE item_id IN ('cmp_stop', 'cnv_stop', 'cmp_tagref')",
+        )
+    ) == {i: "hot" if i in restored else "expired" for i in EXPIRING}
     # Visible again to features.
     for item_id in restored:
         assert q(settings, "SELECT count(*) FROM (SELECT item_id FROM visible_campaign_interactions UNION ALL "
@@ -61,9 +67,12 @@ def test_unknown_ids_are_refused_all_at_once_and_nothing_changes(expired) -> Non
     settings, _ = expired
     before = snapshot(settings)
     with pytest.raises(RestoreRefused) as err:
-        restore(settings, campaign_ids=("cmp_stop", "cmp_nope", "cnv_stop"), canvas_ids=("cnv_zzz",))
+        restore(
+            settings, campaign_ids=("cmp_stop", "cmp_nope", "cnv_stop"), canvas_ids=("cnv_zzz",)
+        )
     text = str(err.value)
-    assert "cmp_nope" in text and "cnv_zzz" in text and "cnv_stop" in text  # a Canvas id given as a campaign
+    # cnv_stop: a Canvas id given as a campaign.
+    assert "cmp_nope" in text and "cnv_zzz" in text and "cnv_stop" in text
     assert snapshot(settings) == before
 
 
@@ -84,17 +93,23 @@ def test_already_hot_is_reported_and_an_unmatched_tag_says_so(expired) -> None: 
     settings, _ = expired
     result = restore(settings, campaign_ids=("cmp_active",), tags=("winback", "Promo"))
     assert result.restored == [] and result.already_hot == ["cmp_active"]
-    assert result.notes == ["tag 'winback' matches no expired item", "tag 'Promo' matches no expired item"]
+    assert result.notes == [
+        "tag 'winback' matches no expired item",
+        "tag 'Promo' matches no expired item",
+    ]
 
 
 def test_restored_item_re_expires_three_calendar_months_after_the_restore(expired) -> None:  # type: ignore[no-untyped-def]
     settings, _ = expired
-    restore(settings, campaign_ids=("cmp_stop",))  # anchor 2025-06-10T08:30Z → expires 2025-09-10T08:30Z
+    # Anchor 2025-06-10T08:30Z → expires 2025-09-10T08:30Z.
+    restore(settings, campaign_ids=("cmp_stop",))
     assert "cmp_stop" not in expire(settings, "2025-09-09T08:30:00Z").expired  # a day before
     assert "cmp_stop" not in expire(settings, "2025-09-10T08:29:59Z").expired
     assert expire(settings, "2025-09-10T08:30:00Z").expired == ["cmp_stop"]
     assert_invariants(settings)
-    [(last_restored,)] = q(settings, "SELECT last_restored_at FROM item_lifecycle WHERE item_id = 'cmp_stop'")
+    [(last_restored,)] = q(
+        settings, "SELECT last_restored_at FROM item_lifecycle WHERE item_id = 'cmp_stop'"
+    )
     assert last_restored == at(RESTORED_AT)
 
 
@@ -110,7 +125,8 @@ def test_second_expiry_archives_only_what_the_archive_lacks(expired) -> None:  #
 
 def test_restored_item_stays_hot_while_exempt(expired) -> None:  # type: ignore[no-untyped-def]
     settings, _ = expired
-    restore(settings, campaign_ids=("cmp_exempt",))  # never expired: already hot, exempt by seg_keep
+    # Never expired: already hot, exempt by seg_keep.
+    restore(settings, campaign_ids=("cmp_exempt",))
     assert expire(settings, "2026-01-01T02:00:00Z").expired.count("cmp_exempt") == 0
 
 
@@ -123,14 +139,17 @@ def test_restore_resumed_with_rows_already_hot_copies_only_the_rest(expired, hot
         with transaction(con):
             compare_and_set(con, ["cmp_stop"], ["expired"], "restoring", as_of=at(RESTORED_AT),
                             run_id="died", actor="test", reason="restore started")  # fmt: skip
-        assert copy_archived_rows_to_hot(con, archive_of(settings), "campaign", ["cmp_stop"]) == len(before["cmp_stop"])
+        assert copy_archived_rows_to_hot(
+            con, archive_of(settings), "campaign", ["cmp_stop"]
+        ) == len(before["cmp_stop"])
         if hot_share == "some":
             con.execute("DELETE FROM campaign_interactions WHERE item_id = 'cmp_stop' AND id IN "
                         "(SELECT id FROM campaign_interactions WHERE item_id = 'cmp_stop' ORDER BY id LIMIT 2)")  # fmt: skip
     result = restore(settings, campaign_ids=("cmp_stop",))
     assert result.restored == ["cmp_stop"]
     assert rows_of(settings, "cmp_stop") == before["cmp_stop"]  # every row once, every column
-    assert q(settings, "SELECT count(*), count(DISTINCT id) FROM campaign_interactions WHERE item_id = 'cmp_stop'") == [
-        (len(before["cmp_stop"]), len(before["cmp_stop"]))
-    ]
+    assert q(
+        settings,
+        "SELECT count(*), count(DISTINCT id) FROM campaign_interactions WHERE item_id = 'cmp_stop'",
+    ) == [(len(before["cmp_stop"]), len(before["cmp_stop"]))]
     assert_invariants(settings)

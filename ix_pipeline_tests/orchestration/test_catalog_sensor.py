@@ -21,7 +21,9 @@ from ix_pipeline_tests.lifecycle.test_expiry import expire
 
 
 def tick(settings: Settings, instance: dg.DagsterInstance, cursor: str | None = None):  # type: ignore[no-untyped-def]
-    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources=build_resources(settings))
+    ctx = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources=build_resources(settings)
+    )
     result = catalog_sensor(ctx)
     return result, ctx.cursor
 
@@ -34,7 +36,11 @@ def restore_requests(result) -> list[dg.RunRequest]:  # type: ignore[no-untyped-
 
 def check_evaluations(settings: Settings, instance: dg.DagsterInstance) -> dict:  # type: ignore[type-arg]
     """Run `catalog_refresh` (as the sensor would) and collect its asset check results."""
-    run = build_defs(settings).resolve_job_def("catalog_refresh").execute_in_process(instance=instance, raise_on_error=False)
+    run = (
+        build_defs(settings)
+        .resolve_job_def("catalog_refresh")
+        .execute_in_process(instance=instance, raise_on_error=False)
+    )
     return {
         e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data  # type: ignore[union-attr]
         for e in run.all_events
@@ -54,7 +60,9 @@ def add_docs(settings: Settings, *docs: dict) -> None:
     ingest(settings)
 
 
-def test_new_active_campaign_referencing_expired_item_requests_one_restore(expired: Settings) -> None:
+def test_new_active_campaign_referencing_expired_item_requests_one_restore(
+    expired: Settings,
+) -> None:
     with dg.instance_for_test() as instance:
         _, cursor = tick(expired, instance)  # settle on the current catalog
         add_docs(expired, campaign("cmp_new", status="active", stopped_at=None, updated_at="2025-06-01T00:00:00Z",
@@ -62,7 +70,10 @@ def test_new_active_campaign_referencing_expired_item_requests_one_restore(expir
         result, cursor = tick(expired, instance, cursor)
         [request] = restore_requests(result)
         assert request.run_config["ops"]["restore_items"]["config"]["campaign_ids"] == ["cmp_stop"]
-        assert "cmp_new" in request.tags["ix/reason"] and request.tags["ix/trigger"] == "catalog_sensor"
+        assert (
+            "cmp_new" in request.tags["ix/reason"]
+            and request.tags["ix/trigger"] == "catalog_sensor"
+        )
         again, _ = tick(expired, instance, cursor)
         assert restore_requests(again) == []
 
@@ -70,7 +81,9 @@ def test_new_active_campaign_referencing_expired_item_requests_one_restore(expir
 def test_a_tag_reference_to_an_expired_item_requests_nothing(expired: Settings) -> None:
     with dg.instance_for_test() as instance:
         _, cursor = tick(expired, instance)
-        add_docs(expired, consumer("seg_tag", audience={"filter": "received_with_tag", "tag": "promo"}))
+        add_docs(
+            expired, consumer("seg_tag", audience={"filter": "received_with_tag", "tag": "promo"})
+        )
         result, _ = tick(expired, instance, cursor)
         assert restore_requests(result) == []
 
@@ -82,12 +95,24 @@ def test_resumed_stopped_item_whose_data_expired_requests_one_restore(expired: S
                            "updated_at": "2025-07-01T00:00:00Z"})  # fmt: skip
         result, _ = tick(expired, instance, cursor)
         [request] = restore_requests(result)
-        assert request.run_config["ops"]["restore_items"]["config"]["campaign_ids"] == ["cmp_tagref"]
+        assert request.run_config["ops"]["restore_items"]["config"]["campaign_ids"] == [
+            "cmp_tagref"
+        ]
         assert "active again" in request.tags["ix/reason"]
 
 
 def test_the_requested_restore_runs_and_the_need_is_gone(expired: Settings) -> None:
-    add_docs(expired, consumer("seg_need", audience={"filter": "received_canvas_step", "canvas_id": "cnv_stop", "step_id": "cnv_stop_s1"}))
+    add_docs(
+        expired,
+        consumer(
+            "seg_need",
+            audience={
+                "filter": "received_canvas_step",
+                "canvas_id": "cnv_stop",
+                "step_id": "cnv_stop_s1",
+            },
+        ),
+    )
     defs = build_defs(expired)
     with dg.instance_for_test() as instance:
         result, cursor = tick(expired, instance)
@@ -107,23 +132,37 @@ def test_auto_restore_off_requests_nothing_and_the_blocking_check_names_the_cons
 ) -> None:
     monkeypatch.setenv("IX_AUTO_RESTORE", "false")
     settings = load_settings(expired.data_dir)
-    add_docs(settings, consumer("seg_need", audience={"filter": "received_campaign", "campaign_id": "cmp_stop"}))
+    add_docs(
+        settings,
+        consumer("seg_need", audience={"filter": "received_campaign", "campaign_id": "cmp_stop"}),
+    )
     with dg.instance_for_test() as instance:
         result, _ = tick(settings, instance)
         assert restore_requests(result) == []
         evaluations = check_evaluations(settings, instance)
     need = evaluations["active_consumers_have_their_data"]
-    assert not need.passed and "seg_need" in (need.description or "") and "cmp_stop" in (need.description or "")
+    assert (
+        not need.passed
+        and "seg_need" in (need.description or "")
+        and "cmp_stop" in (need.description or "")
+    )
 
 
 def test_legacy_deleted_reference_fails_the_check_and_sends_a_notice(expired: Settings) -> None:
     # A consumer whose filter names a legacy-deleted item (recorded as an invalid consumer).
-    add_docs(expired, consumer("seg_dead", audience={"filter": "received_campaign", "campaign_id": "cmp_old"}))
+    add_docs(
+        expired,
+        consumer("seg_dead", audience={"filter": "received_campaign", "campaign_id": "cmp_old"}),
+    )
     with dg.instance_for_test() as instance:
         tick(expired, instance)
         evaluations = check_evaluations(expired, instance)
     dead = evaluations["no_dead_references"]
-    assert not dead.passed and "seg_dead" in (dead.description or "") and "pre-2024" in (dead.description or "")
+    assert (
+        not dead.passed
+        and "seg_dead" in (dead.description or "")
+        and "pre-2024" in (dead.description or "")
+    )
     notices = [p.read_text() for p in expired.outbox.glob("*.eml")]
     assert any("seg_dead" in n and "can never be evaluated" in n for n in notices)
 
@@ -153,7 +192,9 @@ def test_a_locked_hot_store_skips_the_tick(expired: Settings) -> None:
 def test_a_tick_on_a_demo_sized_catalog_is_fast(settings: Settings) -> None:
     from ix_pipeline.demo.workspace import generate_workspace
 
-    generate_workspace(settings.data_dir, n_users=2_000, n_events=20_000, n_campaigns=200, n_canvases=50, seed=3)
+    generate_workspace(
+        settings.data_dir, n_users=2_000, n_events=20_000, n_campaigns=200, n_canvases=50, seed=3
+    )
     ingest(settings)
     with dg.instance_for_test() as instance:
         started = time.monotonic()

@@ -30,7 +30,12 @@ def test_definitions_load_with_every_job_schedule_and_sensor(settings: Settings)
     assert defs.resolve_schedule_def("nightly_expiry_schedule").cron_schedule == "0 2 * * *"
     assert defs.resolve_sensor_def("landing_files_sensor") is not None
     keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
-    assert {"campaign_interactions", "expiry_eligibility", "archive/campaign_interactions", "filter_references"} <= keys
+    assert {
+        "campaign_interactions",
+        "expiry_eligibility",
+        "archive/campaign_interactions",
+        "filter_references",
+    } <= keys
 
 
 def test_dagster_definitions_validate_passes(settings: Settings) -> None:
@@ -48,7 +53,9 @@ def test_ingest_and_nightly_expiry_jobs_run_on_an_instance(settings: Settings) -
     from ix_pipeline_tests import builders
 
     builders.write_catalog(settings.landing / "catalog", [builders.campaign("cmp_1")])
-    builders.write_events(settings.landing / "currents", scenario.SEND, [builders.campaign_event("cmp_1", "u1")])
+    builders.write_events(
+        settings.landing / "currents", scenario.SEND, [builders.campaign_event("cmp_1", "u1")]
+    )
     defs = build_defs(scenario_settings)
     with dg.instance_for_test() as instance:
         ran = defs.resolve_job_def("ingest").execute_in_process(
@@ -69,9 +76,12 @@ def test_ingest_and_nightly_expiry_jobs_run_on_an_instance(settings: Settings) -
 
 
 def test_schedule_as_of_is_the_tick_time(settings: Settings) -> None:
-    context = dg.build_schedule_context(scheduled_execution_time=__import__("datetime").datetime.fromisoformat(NIGHT))
+    context = dg.build_schedule_context(
+        scheduled_execution_time=__import__("datetime").datetime.fromisoformat(NIGHT)
+    )
     request = nightly_expiry_schedule(context)
-    assert request.run_config["ops"]["interaction_archive"]["config"]["as_of"] == "2025-05-01T02:00:00+00:00"  # type: ignore[union-attr]
+    config = request.run_config["ops"]["interaction_archive"]["config"]  # type: ignore[union-attr]
+    assert config["as_of"] == "2025-05-01T02:00:00+00:00"
 
 
 def test_landing_sensor_requests_a_run_only_for_files_not_ingested(settings: Settings) -> None:
@@ -83,10 +93,14 @@ def test_landing_sensor_requests_a_run_only_for_files_not_ingested(settings: Set
     with dg.instance_for_test() as instance:
 
         def tick():  # type: ignore[no-untyped-def]
-            return landing_files_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+            return landing_files_sensor(
+                dg.build_sensor_context(instance=instance, resources=resources)
+            )
 
         assert isinstance(tick(), dg.SkipReason)
-        builders.write_events(settings.landing / "currents", scenario.SEND, [builders.campaign_event("cmp_1", "u1")])
+        builders.write_events(
+            settings.landing / "currents", scenario.SEND, [builders.campaign_event("cmp_1", "u1")]
+        )
         first = tick()
         assert isinstance(first, dg.RunRequest) and first.tags["ix/new_files"] == "1"
         assert tick().run_key == first.run_key  # type: ignore[union-attr]  # same file: same key, one run

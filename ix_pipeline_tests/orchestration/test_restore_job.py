@@ -17,10 +17,14 @@ from ix_pipeline_tests.smtp import smtp_server
 SECRET = "s3cr3t-Pa55word!"
 
 
-def run_restore(settings: Settings, instance: dg.DagsterInstance, **config: object) -> dg.ExecuteInProcessResult:
+def run_restore(
+    settings: Settings, instance: dg.DagsterInstance, **config: object
+) -> dg.ExecuteInProcessResult:
     job = build_defs(settings).resolve_job_def("restore_interaction_data")
     return job.execute_in_process(
-        run_config={"ops": {"restore_items": {"config": config}}}, instance=instance, raise_on_error=False
+        run_config={"ops": {"restore_items": {"config": config}}},
+        instance=instance,
+        raise_on_error=False,
     )
 
 
@@ -39,7 +43,9 @@ def smtp_env(monkeypatch: pytest.MonkeyPatch, port: int) -> None:
     monkeypatch.setenv("IX_SMTP_PASSWORD", SECRET)
 
 
-def test_success_mail_lists_items_and_rows(expired: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_success_mail_lists_items_and_rows(
+    expired: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with smtp_server() as (port, inbox), dg.instance_for_test() as instance:
         smtp_env(monkeypatch, port)
         settings = load_settings(expired.data_dir)
@@ -55,7 +61,9 @@ def test_success_mail_lists_items_and_rows(expired: Settings, monkeypatch: pytes
     assert SECRET not in logs and SECRET not in run_config and SECRET not in body
 
 
-def test_failure_mail_says_why_and_the_run_fails(expired: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_mail_says_why_and_the_run_fails(
+    expired: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with smtp_server() as (port, inbox), dg.instance_for_test() as instance:
         smtp_env(monkeypatch, port)
         settings = load_settings(expired.data_dir)
@@ -70,12 +78,17 @@ def test_without_smtp_the_mail_lands_in_the_outbox(expired: Settings) -> None:
     with dg.instance_for_test() as instance:
         result = run_restore(expired, instance, campaign_ids=["cmp_stop"], canvas_ids=["cnv_stop"])
         assert result.success
-        assert result.output_for_node("restore_items")["rows_per_item"] == {"cmp_stop": 11, "cnv_stop": 11}
+        assert result.output_for_node("restore_items")["rows_per_item"] == {
+            "cmp_stop": 11,
+            "cnv_stop": 11,
+        }
     [eml] = list(expired.outbox.glob("*.eml"))
     assert "restore done: 2 items" in eml.read_text()
 
 
-def test_a_mail_server_that_is_down_does_not_hide_the_restore(expired: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_mail_server_that_is_down_does_not_hide_the_restore(
+    expired: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from ix_pipeline_tests.smtp import free_port
 
     smtp_env(monkeypatch, free_port())  # nothing listens there
@@ -94,7 +107,9 @@ def test_bulk_restore_of_a_hundred_items_reports_per_item(settings: Settings) ->
     from ix_pipeline_tests.conftest import ingest
 
     ids = [f"cmp_{i:03d}" for i in range(100)]
-    builders.write_catalog(settings.landing / "catalog", [builders.campaign(i, tags=["bulk"]) for i in ids])
+    builders.write_catalog(
+        settings.landing / "catalog", [builders.campaign(i, tags=["bulk"]) for i in ids]
+    )
     builders.write_events(settings.landing / "currents", scenario.SEND,
                           [builders.campaign_event(i, f"u{k}") for i in ids for k in range(3)])  # fmt: skip
     ingest(settings)
@@ -119,7 +134,9 @@ def test_expiring_soon_lists_items_and_mails_them(settings: Settings) -> None:
     defs = build_defs(settings)
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def("expiring_soon_notice").execute_in_process(
-            run_config={"ops": {"expiring_soon": {"config": {"as_of": "2025-04-30T00:00:00Z", "days": 7}}}},
+            run_config={
+                "ops": {"expiring_soon": {"config": {"as_of": "2025-04-30T00:00:00Z", "days": 7}}}
+            },
             instance=instance,
         )
         [mat] = result.asset_materializations_for_node("expiring_soon")

@@ -18,10 +18,14 @@ from ix_pipeline_tests.ui.server import dagster_dev, graphql, wait_until_ready, 
 TIMEOUT = 300
 
 
-def test_new_catalog_document_needing_expired_data_is_restored_and_mailed(settings: Settings) -> None:
+def test_new_catalog_document_needing_expired_data_is_restored_and_mailed(
+    settings: Settings,
+) -> None:
     scenario.build(settings)
     expire(settings, NIGHT)
-    assert q(settings, "SELECT state FROM item_lifecycle WHERE item_id = 'cmp_stop'") == [("expired",)]
+    assert q(settings, "SELECT state FROM item_lifecycle WHERE item_id = 'cmp_stop'") == [
+        ("expired",)
+    ]
     with smtp_server() as (smtp_port, mails):
         env = workspace_env(settings.data_dir, smtp_port)
         port = free_port()
@@ -44,11 +48,12 @@ def test_new_catalog_document_needing_expired_data_is_restored_and_mailed(settin
     assert "cmp_stop" in body and "Restored automatically" in body and "cmp_winback" in body
     assert q(settings, "SELECT state FROM item_lifecycle WHERE item_id = 'cmp_stop'") == [("hot",)]
     restores = [r for r in runs if r["jobName"] == "restore_interaction_data"]
-    assert len(restores) == 1 and {"key": "ix/trigger", "value": "catalog_sensor"} in restores[0]["tags"]
+    assert (
+        len(restores) == 1
+        and {"key": "ix/trigger", "value": "catalog_sensor"} in restores[0]["tags"]
+    )
 
 
 def _runs(port: int) -> list[dict]:
     query = "{ runsOrError { ... on Runs { results { jobName status tags { key value } } } } }"
     return graphql(f"http://127.0.0.1:{port}", query)["runsOrError"]["results"]
-
-

@@ -35,7 +35,12 @@ def batch(name: str, commit: int, rows: int) -> pa.RecordBatchReader:
 
 
 def main() -> None:
-    name, commits, rows, barrier = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+    name, commits, rows, barrier = (
+        sys.argv[1],
+        int(sys.argv[2]),
+        int(sys.argv[3]),
+        Path(sys.argv[4]),
+    )
     archive = Archive(load_settings().archive_uri)
     (barrier / f"{name}.ready").touch()
     deadline = time.monotonic() + 60

@@ -74,8 +74,10 @@ class S3Server:
 
     def keys(self, prefix: str) -> list[str]:
         """Every object key under `prefix/` in the bucket."""
-        pages = self.client().get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=prefix.rstrip("/") + "/"
+        pages = (
+            self.client()
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=self.bucket, Prefix=prefix.rstrip("/") + "/")
         )
         return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
 

@@ -156,7 +156,9 @@ class _Clock:
 class _Run:
     """Shared state of one stress run: settings, counters, and the `ix` launcher."""
 
-    def __init__(self, settings: Settings, config: StressConfig, log: Callable[[str], None]) -> None:
+    def __init__(
+        self, settings: Settings, config: StressConfig, log: Callable[[str], None]
+    ) -> None:
         self.settings = settings
         self.config = config
         self.log = log
@@ -210,8 +212,10 @@ class _Run:
             if not killed:
                 self.failure(f"{kind} {' '.join(args)}: no answer in {self.config.op_timeout_s} s")
                 return None
-        self.log(f"{kind:<15} rc={proc.returncode:<4} {time.monotonic() - began:5.1f} s  "
-                 f"{' '.join(args)}{f'  [{fault}]' if fault else ''}{'  [SIGKILL]' if killed else ''}")
+        self.log(
+            f"{kind:<15} rc={proc.returncode:<4} {time.monotonic() - began:5.1f} s  "
+            f"{' '.join(args)}{f'  [{fault}]' if fault else ''}{'  [SIGKILL]' if killed else ''}"
+        )
         if killed or proc.returncode == -signal.SIGKILL:
             with self.lock:
                 self.figures.faults_fired += 1
@@ -346,7 +350,9 @@ class _EventWriter:
 # --------------------------------------------------------------------------------------------
 
 
-def _crash(plan: tuple[str | None, ...], k: int, rng: random.Random) -> tuple[str | None, float | None]:
+def _crash(
+    plan: tuple[str | None, ...], k: int, rng: random.Random
+) -> tuple[str | None, float | None]:
     """(fault point, seconds until SIGKILL) of the k-th run of a worker."""
     what = plan[k % len(plan)] if plan else None
     if what == "kill":
@@ -448,7 +454,9 @@ def _converge(run: _Run, clock: _Clock) -> None:
         ).fetchall()
     if left:
         args = [a for item_id, t in left for a in (f"--{t}", item_id)]
-        done = run.ix("final", "restore", *args, "--as-of", (clock.now() + timedelta(hours=1)).isoformat())
+        done = run.ix(
+            "final", "restore", *args, "--as-of", (clock.now() + timedelta(hours=1)).isoformat()
+        )
         if isinstance(done, dict):
             run.figures.restores_done += len(done["restored"])
 
@@ -489,7 +497,9 @@ def _check(run: _Run, written: list[str]) -> None:
         f.duplicate_ids = sum(invariants.duplicate_ids(con, archive).values())
         f.visible_rows_of_hidden_items = invariants.visible_rows_of_hidden_items(con)
         f.items_in_flight = invariants.items_in_flight(con)
-        f.events_ingested = con.execute("SELECT count(DISTINCT id_key) FROM event_ledger").fetchall()[0][0]
+        f.events_ingested = con.execute(
+            "SELECT count(DISTINCT id_key) FROM event_ledger"
+        ).fetchall()[0][0]
         f.items_expired_at_end = con.execute(
             "SELECT count(*) FROM item_lifecycle WHERE state = 'expired'"
         ).fetchall()[0][0]
@@ -550,9 +560,7 @@ def run_stress(
     load_started = time.monotonic()
     while all(w.is_alive() for w in workers):
         elapsed = time.monotonic() - load_started
-        if elapsed >= config.duration_s and (
-            run.enough_load() or elapsed >= config.max_duration_s
-        ):
+        if elapsed >= config.duration_s and (run.enough_load() or elapsed >= config.max_duration_s):
             break
         time.sleep(0.5)
     run.stop.set()
@@ -599,9 +607,15 @@ def main(argv: list[str] | None = None) -> int:
         config.duration_s = args.duration
     if args.events:
         config.n_events = args.events
-    context = contextlib.nullcontext(args.data_dir) if args.data_dir else contextlib.contextmanager(_temp_dir)(False)
+    context = (
+        contextlib.nullcontext(args.data_dir)
+        if args.data_dir
+        else contextlib.contextmanager(_temp_dir)(False)
+    )
     with context as data_dir:
-        figures = run_stress(Path(data_dir), config, log=lambda m: print(m, file=sys.stderr, flush=True))
+        figures = run_stress(
+            Path(data_dir), config, log=lambda m: print(m, file=sys.stderr, flush=True)
+        )
     print(json.dumps(asdict(figures), indent=2, default=str))
     return 0 if figures.ok() else 1
 

@@ -50,7 +50,8 @@ def archived_rows(settings: Settings, item_id: str) -> list[tuple]:
     with hot_connection(settings.hot_db, read_only=True) as con:
         for item_type in ("campaign", "canvas"):
             con.register("a", s3_archive(settings).dataset(item_type, [item_id]))
-            out += con.execute(f"SELECT {cols} FROM a WHERE item_id = ? ORDER BY id", [item_id]).fetchall()  # noqa: S608
+            sql = f"SELECT {cols} FROM a WHERE item_id = ? ORDER BY id"  # noqa: S608
+            out += con.execute(sql, [item_id]).fetchall()
             con.unregister("a")
     return out
 
@@ -59,7 +60,9 @@ def assert_archive_is_in_the_bucket(s3: S3Server, prefix: str, settings: Setting
     keys = s3.keys(prefix)
     for table in TABLES:
         assert f"{prefix}/{table}/_delta_log/00000000000000000000.json" in keys
-        assert any(k.startswith(f"{prefix}/{table}/item_key=") and k.endswith(".parquet") for k in keys)
+        assert any(
+            k.startswith(f"{prefix}/{table}/item_key=") and k.endswith(".parquet") for k in keys
+        )
     # Nothing fell back to the local default folder.
     assert not (settings.data_dir / "archive").exists()
 
@@ -76,7 +79,9 @@ def test_the_server_is_a_real_http_s3_that_enforces_conditional_writes(s3: S3Ser
     assert client.get_object(Bucket=s3.bucket, Key="probe/x")["Body"].read() == b"first"
 
 
-def test_expiry_and_restore_round_trip_through_the_bucket(s3_settings: Settings, s3: S3Server, s3_prefix: str) -> None:
+def test_expiry_and_restore_round_trip_through_the_bucket(
+    s3_settings: Settings, s3: S3Server, s3_prefix: str
+) -> None:
     settings = s3_settings
     assert settings.archive_uri == f"s3://{s3.bucket}/{s3_prefix}"
     scenario.build(settings)
@@ -92,8 +97,12 @@ def test_expiry_and_restore_round_trip_through_the_bucket(s3_settings: Settings,
     assert_invariants(settings)  # reads the archive via the same environment
 
     with hot_connection(settings.hot_db) as con:
-        plan = plan_restore(con, RestoreRequest(campaign_ids=("cmp_stop", "cmp_tagref"), tags=("promo",)))
-        restored = run_restore(con, s3_archive(settings), plan, at("2025-06-10T08:30:00Z"), "s3-restore")
+        plan = plan_restore(
+            con, RestoreRequest(campaign_ids=("cmp_stop", "cmp_tagref"), tags=("promo",))
+        )
+        restored = run_restore(
+            con, s3_archive(settings), plan, at("2025-06-10T08:30:00Z"), "s3-restore"
+        )
     assert sorted(restored.restored) == EXPIRING
     assert {i: rows_of(settings, i) for i in EXPIRING} == before
     assert_invariants(settings)
@@ -123,9 +132,10 @@ def test_ix_cli_end_to_end_against_the_bucket_keeps_secrets_out(
         assert doc["rows_archived"] == sum(len(r) for r in before.values())
         assert_archive_is_in_the_bucket(s3, s3_prefix, settings)
         status = ix(settings, "status", "--json", *EXPIRING)
-        assert {s["id"]: (s["state"], s["hot_rows"], s["archived_rows"]) for s in json.loads(status.stdout)} == {
-            i: ("expired", 0, len(before[i])) for i in EXPIRING
-        }
+        assert {
+            s["id"]: (s["state"], s["hot_rows"], s["archived_rows"])
+            for s in json.loads(status.stdout)
+        } == {i: ("expired", 0, len(before[i])) for i in EXPIRING}
         restore = ix(settings, "restore", "--json", "--tag", "promo", "--campaign", "cmp_tagref")
         assert sorted(json.loads(restore.stdout)["restored"]) == EXPIRING
         # Delivered: with IX_SMTP_USER set, send_mail logs in first, so the password was used.
@@ -135,10 +145,15 @@ def test_ix_cli_end_to_end_against_the_bucket_keeps_secrets_out(
 
     outputs = [p.stdout + p.stderr for p in (real, status, restore)]
     assert_absent(secrets, *outputs, folder=settings.data_dir)
-    assert assert_runs_keep_secrets(settings, secrets) == ["nightly_expiry", "restore_interaction_data"]
+    assert assert_runs_keep_secrets(settings, secrets) == [
+        "nightly_expiry",
+        "restore_interaction_data",
+    ]
 
 
-def test_two_processes_appending_at_once_keep_every_commit(s3_settings: Settings, tmp_path: Path) -> None:
+def test_two_processes_appending_at_once_keep_every_commit(
+    s3_settings: Settings, tmp_path: Path
+) -> None:
     settings = s3_settings
     archive = s3_archive(settings)
     archive.append("campaign", batch("seed", 0, 3))  # the table exists, as after the first night
@@ -148,8 +163,20 @@ def test_two_processes_appending_at_once_keep_every_commit(s3_settings: Settings
     env = {**os.environ, "IX_DATA_DIR": str(settings.data_dir)}
     procs = {
         name: subprocess.Popen(
-            [sys.executable, "-m", "ix_pipeline_tests.reliability.append_worker", name, str(commits), str(rows), str(barrier)],
-            env=env, cwd=Path(__file__).parents[2], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "ix_pipeline_tests.reliability.append_worker",
+                name,
+                str(commits),
+                str(rows),
+                str(barrier),
+            ],
+            env=env,
+            cwd=Path(__file__).parents[2],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )  # fmt: skip
         for name in ("a", "b")
     }
@@ -174,7 +201,9 @@ def test_two_processes_appending_at_once_keep_every_commit(s3_settings: Settings
     assert len(ids) == len(set(ids)) == len(expected) + 3 and expected <= set(ids)
 
 
-def test_commits_rely_on_put_if_absent(s3_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_commits_rely_on_put_if_absent(
+    s3_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With conditional put switched off the commit cannot be made safely, so deltalake refuses
     to write at all: proof that every commit above went through `If-None-Match: *`."""
     monkeypatch.setenv("AWS_CONDITIONAL_PUT", "disabled")
@@ -185,7 +214,10 @@ def test_commits_rely_on_put_if_absent(s3_settings: Settings, monkeypatch: pytes
 READS = {
     "the named items": ({"item_ids": ["cmp_a", "cmp_c"]}, {"cmp_a": 40, "cmp_c": 40}),
     "their partitions": ({"item_ids": ["cmp_b"], "partitions_only": True}, {"cmp_b": 40}),
-    "all but some ids": ({"item_ids": ["cmp_b"], "except_ids": pa.array(["b-0-1", "b-0-7"])}, {"cmp_b": 38}),
+    "all but some ids": (
+        {"item_ids": ["cmp_b"], "except_ids": pa.array(["b-0-1", "b-0-7"])},
+        {"cmp_b": 38},
+    ),
     "every row": ({}, {"cmp_a": 40, "cmp_b": 40, "cmp_c": 40}),
     "an item never archived": ({"item_ids": ["cmp_zz"]}, {}),
 }

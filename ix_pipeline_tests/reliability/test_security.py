@@ -83,19 +83,33 @@ def cli(*args: str) -> tuple[int, str, str]:
 @pytest.fixture
 def hostile(settings: Settings) -> Settings:
     """Campaigns whose ids, tags, aliases and users carry SQL, paths and control characters."""
-    docs = [campaign(cid, tags=[TRAVERSAL] if cid == TRAVERSAL else [HOSTILE_TAG]) for cid in HOSTILE_IDS]
+    docs = [
+        campaign(cid, tags=[TRAVERSAL] if cid == TRAVERSAL else [HOSTILE_TAG])
+        for cid in HOSTILE_IDS
+    ]
     docs += [campaign("cmp_plain"),
              consumer("seg_alias", audience={"filter": "clicked_alias_in_any", "alias": HOSTILE_ALIAS})]  # fmt: skip
     write_catalog(settings.landing / "catalog", docs)
     root = settings.landing / "currents"
     for cid in [*HOSTILE_IDS, "cmp_plain"]:
-        write_events(root, SEND, [campaign_event(cid, u, t=T0 + i) for i, u in enumerate([HOSTILE_USER, TRAVERSAL, "u1"])])
-        write_events(root, CLICK, [campaign_event(cid, HOSTILE_USER, t=T0 + 50, link_alias=HOSTILE_ALIAS)])
+        write_events(
+            root,
+            SEND,
+            [
+                campaign_event(cid, u, t=T0 + i)
+                for i, u in enumerate([HOSTILE_USER, TRAVERSAL, "u1"])
+            ],
+        )
+        write_events(
+            root, CLICK, [campaign_event(cid, HOSTILE_USER, t=T0 + 50, link_alias=HOSTILE_ALIAS)]
+        )
     ingest(settings)
     return settings
 
 
-def test_hostile_ids_tags_aliases_and_users_do_only_what_they_say(hostile: Settings, tmp_path: Path) -> None:
+def test_hostile_ids_tags_aliases_and_users_do_only_what_they_say(
+    hostile: Settings, tmp_path: Path
+) -> None:
     settings = hostile
     assert set(HOSTILE_IDS) <= {r[0] for r in q(settings, "SELECT id FROM catalog_items")}
     before = {i: rows_of(settings, i) for i in [*HOSTILE_IDS, "cmp_plain"]}
@@ -138,7 +152,9 @@ def test_hostile_ids_tags_aliases_and_users_do_only_what_they_say(hostile: Setti
     assert sorted(doc["restored"]) == sorted(HOSTILE_IDS)
     assert doc["notes"] == [f"tag {MISSING_TAG!r} matches no expired item"]
     assert {i: rows_of(settings, i) for i in HOSTILE_IDS} == {i: before[i] for i in HOSTILE_IDS}
-    assert q(settings, "SELECT state FROM item_lifecycle WHERE item_id = 'cmp_plain'") == [("expired",)]
+    assert q(settings, "SELECT state FROM item_lifecycle WHERE item_id = 'cmp_plain'") == [
+        ("expired",)
+    ]
     # The notice names the ids but forges no header (no Bcc from the CRLF id).
     [eml] = sorted((settings.outbox).glob("*.eml"))
     msg = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
@@ -157,10 +173,16 @@ def test_hostile_ids_tags_aliases_and_users_do_only_what_they_say(hostile: Setti
 
     # export users: hostile user ids are looked up, not executed; an unknown one is named.
     users_out = tmp_path / "exports" / "users.jsonl"
-    code, _, errs = cli("export", "users", "--user", HOSTILE_USER, "--user", TRAVERSAL, "--out", str(users_out))
+    code, _, errs = cli(
+        "export", "users", "--user", HOSTILE_USER, "--user", TRAVERSAL, "--out", str(users_out)
+    )
     assert code == 0, errs
-    assert sorted(json.loads(line)["braze_id"] for line in users_out.read_text().splitlines()) == sorted([HOSTILE_USER, TRAVERSAL])
-    code, _, errs = cli("export", "users", "--user", "v'); DROP TABLE user_summaries; --", "--out", str(users_out))
+    assert sorted(
+        json.loads(line)["braze_id"] for line in users_out.read_text().splitlines()
+    ) == sorted([HOSTILE_USER, TRAVERSAL])
+    code, _, errs = cli(
+        "export", "users", "--user", "v'); DROP TABLE user_summaries; --", "--out", str(users_out)
+    )
     assert code == 1 and "unknown user: v'); DROP TABLE user_summaries; --" in errs
 
     # an alias in an audience filter is a value to compare, nothing more.
@@ -171,7 +193,9 @@ def test_hostile_ids_tags_aliases_and_users_do_only_what_they_say(hostile: Setti
     after = counts(settings)
     assert after == initial | {"campaign_interactions": initial["campaign_interactions"] - 4,  # cmp_plain
                                "item_lifecycle": after["item_lifecycle"], "lifecycle_audit": after["lifecycle_audit"]}  # fmt: skip
-    assert q(settings, "SELECT count(DISTINCT item_id) FROM item_lifecycle") == [(len(HOSTILE_IDS) + 1,)]
+    assert q(settings, "SELECT count(DISTINCT item_id) FROM item_lifecycle") == [
+        (len(HOSTILE_IDS) + 1,)
+    ]
     if passwd is not None:
         assert Path("/etc/passwd").stat().st_mtime == passwd.st_mtime
 
@@ -191,7 +215,8 @@ def test_settings_and_resources_never_show_secrets(
     settings = load_settings()
     assert settings.smtp_password == SMTP_PASSWORD
     archive = ArchiveResource(uri=settings.archive_uri).archive()
-    assert archive.storage_options["AWS_SECRET_ACCESS_KEY"] == s3.secret_access_key  # in use, not shown
+    # In use, not shown.
+    assert archive.storage_options["AWS_SECRET_ACCESS_KEY"] == s3.secret_access_key
     assert_absent([SMTP_PASSWORD, s3.secret_access_key], repr(settings), str(settings), repr(archive),
                   str(archive), repr(build_resources(settings)))  # fmt: skip
 
@@ -209,11 +234,17 @@ def test_error_messages_never_show_secrets_and_failures_lose_nothing(
     # A bucket that does not exist: expiry fails, deletes nothing, and says so.
     monkeypatch.setenv("IX_ARCHIVE_URI", "s3://no-such-bucket/archive")
     expire = ix(settings, "expire", "--as-of", NIGHT, check=False)
-    assert expire.returncode == 1 and "expiry failed" in expire.stderr and "Nothing was lost" in expire.stderr
+    assert (
+        expire.returncode == 1
+        and "expiry failed" in expire.stderr
+        and "Nothing was lost" in expire.stderr
+    )
     assert {i: rows_of(settings, i) for i in before} == before
     # Left `expiring` (still visible) for the next run to resume; nothing became `expired`.
     assert q(settings, "SELECT count(*) FROM item_lifecycle WHERE state = 'expired'") == [(0,)]
-    assert q(settings, "SELECT count(*) FROM visible_campaign_interactions WHERE item_id = 'cmp_stop'") == [(len(before["cmp_stop"]),)]
+    assert q(
+        settings, "SELECT count(*) FROM visible_campaign_interactions WHERE item_id = 'cmp_stop'"
+    ) == [(len(before["cmp_stop"]),)]
     code, _, status_err = cli("status", "cmp_stop")
     assert code == 1 and "NoSuchBucket" in status_err
     # An SMTP server that refuses the connection: the restore succeeds, and says where its
@@ -222,12 +253,18 @@ def test_error_messages_never_show_secrets_and_failures_lose_nothing(
     with hot_connection(settings.hot_db) as con:
         run_expiry(con, archive_of(settings), at(NIGHT), "expiry")
     restore = ix(settings, "restore", "--campaign", "cmp_stop", check=False)
-    assert restore.returncode == 0 and "not sent (could not send mail via 127.0.0.1" in restore.stdout
+    assert (
+        restore.returncode == 0 and "not sent (could not send mail via 127.0.0.1" in restore.stdout
+    )
     assert q(settings, "SELECT state FROM item_lifecycle WHERE item_id = 'cmp_stop'") == [("hot",)]
-    assert rows_of(settings, "cmp_stop") == before["cmp_stop"]  # the data came back; only the notice failed
+    # The data came back; only the notice failed.
+    assert rows_of(settings, "cmp_stop") == before["cmp_stop"]
     assert_absent(secrets, expire.stdout, expire.stderr, status_err, restore.stdout, restore.stderr,
                   folder=settings.data_dir)  # fmt: skip
-    assert assert_runs_keep_secrets(settings, secrets) == ["nightly_expiry", "restore_interaction_data"]
+    assert assert_runs_keep_secrets(settings, secrets) == [
+        "nightly_expiry",
+        "restore_interaction_data",
+    ]
 
 
 # --- loopback ---------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ TEST_CONFIG = StressConfig(duration_s=25.0, max_duration_s=50.0, reader_pause_s=
 
 
 @pytest.mark.slow
-def test_concurrent_ingest_expiry_restore_and_reads_with_crashes_lose_nothing(tmp_path: Path) -> None:
+def test_concurrent_ingest_expiry_restore_and_reads_with_crashes_lose_nothing(
+    tmp_path: Path,
+) -> None:
     lines: list[str] = []
     figures = run_stress(tmp_path / "data", TEST_CONFIG, log=lines.append)
     report = "\n".join(lines)
