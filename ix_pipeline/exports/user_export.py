@@ -148,6 +148,7 @@ def campaign_rollup_sql(where: str) -> str:
 def campaign_entries_sql(where: str) -> str:
     """The roll-up with names (catalog first, then events), multivariate flag and variant."""
     source = "visible_campaign_interactions"
+    variant_names = _event_names(source, "message_variation_name", where, "message_variation_id")
     return f"""
       SELECT r.*, coalesce(ci.name, en.name) AS name,
              coalesce(ci.multivariate, false) AS multivariate,
@@ -162,9 +163,7 @@ def campaign_entries_sql(where: str) -> str:
       LEFT JOIN item_components vc
         ON vc.item_id = r.item_id AND vc.component_type = 'variant'
        AND vc.component_id = r.event_variant_id
-      LEFT JOIN {
-        _event_names(source, "message_variation_name", where, "message_variation_id")
-    } AS vn
+      LEFT JOIN {variant_names} AS vn
         ON vn.item_id = r.item_id AND vn.message_variation_id = r.event_variant_id
       LEFT JOIN (SELECT item_id, min(component_id) AS control_id FROM item_components
                  WHERE component_type = 'variant' AND is_control GROUP BY item_id) AS ctl
