@@ -13,13 +13,16 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from ix_pipeline.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # importing dagster takes about a second: only the commands that run a job do
+    import dagster as dg
 
 err = Console(stderr=True)
 REAP_INTERVAL_SECONDS = 5.0
@@ -67,8 +70,11 @@ def _emit(as_json: bool, document: Any, human: Callable[[], None]) -> None:
 
 
 def _run_job(
-    settings: Settings, job_name: str, run_config: dict, tags: dict[str, str] | None = None
-):  # type: ignore[no-untyped-def]
+    settings: Settings,
+    job_name: str,
+    run_config: dict[str, Any],
+    tags: dict[str, str] | None = None,
+) -> dg.ExecuteInProcessResult:
     from ix_pipeline.definitions import build_defs
     from ix_pipeline.orchestration.instance import get_instance, reap_dead_cli_runs, unstick_pool
 
@@ -106,7 +112,7 @@ def _run_job(
         reaper.join()
 
 
-def _job_failure(result) -> str:  # type: ignore[no-untyped-def]
+def _job_failure(result: dg.ExecuteInProcessResult) -> str:
     for event in result.all_events:
         if event.is_failure and event.step_failure_data is not None:
             data = event.step_failure_data
@@ -229,7 +235,7 @@ def expire(data_dir: str | None, as_json: bool, as_of: str | None, dry_run: bool
         with hot_connection(settings.hot_db, read_only=True) as con:
             plan = plan_expiry(con, when)
         eligible = plan.eligible
-        doc = {
+        doc: dict[str, Any] = {
             "as_of": when.isoformat(), "dry_run": True, "expired": [d.item_id for d in eligible],
             "rows_archived": sum(plan.hot_rows.get(d.item_id, 0) for d in eligible),
             "reasons": {d.item_id: d.reason for d in eligible},
@@ -258,7 +264,9 @@ def expire(data_dir: str | None, as_json: bool, as_of: str | None, dry_run: bool
         )
     summary: dict[str, Any] = {}
     for mat in result.asset_materializations_for_node("interaction_archive"):
-        summary = mat.metadata["result"].value  # type: ignore[assignment]
+        value = mat.metadata["result"].value
+        if isinstance(value, dict):  # the asset records its ExpiryResult as a JSON object
+            summary = value
     doc = {"as_of": when.isoformat(), "dry_run": False, "expired": summary.get("expired", []),
            "rows_archived": summary.get("rows_archived", 0), "run_id": result.run_id}  # fmt: skip
     _emit(as_json, doc, lambda: click.echo(

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,7 +41,7 @@ def ix(
     return proc
 
 
-def ix_json(settings: Settings, *args: str) -> object:
+def ix_json(settings: Settings, *args: str) -> Any:  # the command's JSON document
     return json.loads(ix(settings, *args, "--json").stdout)
 
 
@@ -55,25 +56,25 @@ def files_only(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
 def test_ingest_status_expire_restore_round_trip(files_only: Settings) -> None:
     settings = files_only
     doc = ix_json(settings, "ingest")
-    assert doc["currents"]["events_stored"] == 77 and doc["catalog"]["items"] == 7  # type: ignore[index]
+    assert doc["currents"]["events_stored"] == 77 and doc["catalog"]["items"] == 7
     status = ix_json(settings, "status", "cmp_stop", "cmp_exempt", "--as-of", NIGHT)
-    assert [s["id"] for s in status] == ["cmp_exempt", "cmp_stop"]  # type: ignore[union-attr]
+    assert [s["id"] for s in status] == ["cmp_exempt", "cmp_stop"]
     keys = {"id", "type", "name", "status", "state", "expires_at", "exempt_by", "reason", "hot_rows",
             "archived_rows", "last_restored_at"}  # fmt: skip
-    assert keys <= set(status[1])  # type: ignore[index]
-    assert status[0]["exempt_by"] == ["seg_keep"]  # type: ignore[index]
-    assert status[1]["expires_at"] == "2025-04-30T10:00:00+00:00"  # type: ignore[index]
+    assert keys <= set(status[1])
+    assert status[0]["exempt_by"] == ["seg_keep"]
+    assert status[1]["expires_at"] == "2025-04-30T10:00:00+00:00"
     before = snapshot(settings)
     dry = ix_json(settings, "expire", "--as-of", NIGHT, "--dry-run")
-    assert sorted(dry["expired"]) == EXPIRING and snapshot(settings) == before  # type: ignore[index]
+    assert sorted(dry["expired"]) == EXPIRING and snapshot(settings) == before
     real = ix_json(settings, "expire", "--as-of", NIGHT)
-    assert sorted(real["expired"]) == EXPIRING and real["rows_archived"] == dry["rows_archived"]  # type: ignore[index]
-    [after] = ix_json(settings, "status", "cmp_stop")  # type: ignore[misc]
+    assert sorted(real["expired"]) == EXPIRING and real["rows_archived"] == dry["rows_archived"]
+    [after] = ix_json(settings, "status", "cmp_stop")
     assert after["state"] == "expired" and after["hot_rows"] == 0 and after["archived_rows"] == 11
     restored = ix_json(settings, "restore", "--tag", "promo", "--campaign", "cmp_active")
-    assert sorted(restored["restored"]) == ["cmp_stop", "cnv_stop"]  # type: ignore[index]
-    assert restored["already_hot"] == ["cmp_active"]  # type: ignore[index]
-    assert restored["rows_restored"] == 22  # type: ignore[index]
+    assert sorted(restored["restored"]) == ["cmp_stop", "cnv_stop"]
+    assert restored["already_hot"] == ["cmp_active"]
+    assert restored["rows_restored"] == 22
     assert_invariants(settings)
 
 
@@ -148,7 +149,7 @@ def test_expiry_killed_mid_way_converges_on_the_next_run(files_only: Settings, f
         "--canvas",
         "cnv_stop",
     )
-    assert restored["rows_restored"] == sum(len(r) for r in rows.values())  # type: ignore[index]
+    assert restored["rows_restored"] == sum(len(r) for r in rows.values())
     assert {i: rows_of(settings, i) for i in EXPIRING} == rows
 
 
@@ -239,11 +240,11 @@ def test_audience_and_exports_hide_expired_items(files_only: Settings, tmp_path:
     settings = files_only
     ix(settings, "ingest")
     members = ix_json(settings, "audience", "seg_keep", "--as-of", NIGHT)
-    assert members["consumer_id"] == "seg_keep" and members["user_ids"]  # type: ignore[index]
+    assert members["consumer_id"] == "seg_keep" and members["user_ids"]
     ix(settings, "expire", "--as-of", NIGHT)
     # cmp_tagref (tag vip) expired: seg_keep still evaluates, over cmp_exempt's hot data.
     after = ix_json(settings, "audience", "seg_keep", "--as-of", NIGHT)
-    assert after["user_ids"] == members["user_ids"]  # type: ignore[index]
+    assert after["user_ids"] == members["user_ids"]
     proc = ix(settings, "export", "item", "cmp_stop", "--out", str(tmp_path / "x.csv"), check=False)
     assert (
         proc.returncode != 0
@@ -251,10 +252,10 @@ def test_audience_and_exports_hide_expired_items(files_only: Settings, tmp_path:
         and not (tmp_path / "x.csv").exists()
     )
     out = ix_json(settings, "export", "item", "cmp_active", "--out", str(tmp_path / "active.csv"))
-    assert out["rows"] == 6  # type: ignore[index]
+    assert out["rows"] == 6
     assert (tmp_path / "active.csv").read_text().startswith('"user_id","external_user_id"')
     users = ix_json(settings, "export", "users", "--user", "u1", "--out", str(tmp_path / "u.jsonl"))
-    assert users["users"] == 1  # type: ignore[index]
+    assert users["users"] == 1
     [doc] = [json.loads(line) for line in (tmp_path / "u.jsonl").read_text().splitlines()]
     received = {c["api_campaign_id"] for c in doc["campaigns_received"]}
     assert "cmp_stop" not in received and "cmp_active" in received

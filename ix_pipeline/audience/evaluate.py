@@ -170,7 +170,7 @@ def _summary_time(column: str, leaf: Leaf, as_of: datetime) -> Query:
     )
 
 
-def _converted(source: str, control: str, item_id: str, leaf: Leaf) -> Query:
+def _converted(source: str, control: str, item_id: str | None, leaf: Leaf) -> Query:
     index = leaf.params.get("conversion_behavior_index")
     where, params = "item_id = ? AND kind = 'converted'", [item_id]
     if index is not None:
@@ -397,10 +397,10 @@ def evaluate_audience(
 
 def load_consumer_audience(con: duckdb.DuckDBPyConnection, consumer_id: str) -> Expr:
     """The parsed audience of a catalog consumer; refuses unknown and invalid consumers."""
-    row = con.execute(
+    rows = con.execute(
         "SELECT audience, valid, errors FROM audience_consumers WHERE id = ?", [consumer_id]
     ).fetchall()
-    row = row[0] if row else None
+    row = rows[0] if rows else None
     if row is None:
         raise UnknownConsumer(consumer_id)
     audience, valid, errors = row

@@ -270,7 +270,7 @@ def write_avro(
             parsed,
             counted(),
             codec=codec,
-            sync_marker=sync_marker,
+            sync_marker=sync_marker or b"",  # empty: fastavro draws a random one
             codec_compression_level=compression_level,
         )
     return count

@@ -212,6 +212,7 @@ def _lifecycle(r: random.Random, status: str, now_ts: int) -> dict[str, Any]:
         last_sent = now_ts - r.randint(60, day // 2)
     else:
         first_sent = last_sent = None
+    updated_at: int | None
     if first_sent is None:
         created_at = r.randint(_ts(2026, 6, 1), now_ts - day)
         updated_at = created_at + r.randint(0, day // 2)
@@ -703,7 +704,7 @@ def _mix(a: pl.Expr, b: pl.Expr, salt: int) -> pl.Expr:
     return (x * 48_271 + 12_345) % p
 
 
-def _lookup(values: list[Any], dtype: pl.DataType) -> pl.Expr:
+def _lookup(values: list[Any], dtype: pl.DataType | type[pl.DataType]) -> pl.Expr:
     return pl.lit(pl.Series(values, dtype=dtype))
 
 

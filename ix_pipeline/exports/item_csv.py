@@ -65,13 +65,13 @@ class ItemDataDeleted(ItemExportError):
 
 def _check_item(con: duckdb.DuckDBPyConnection, item_id: str) -> str:
     """The item's type, if its data is visible; a clear error otherwise."""
-    row = con.execute(
+    rows = con.execute(
         """SELECT c.type, c.interaction_data_deleted_at, l.state
            FROM catalog_items c LEFT JOIN item_lifecycle l ON l.item_id = c.id
            WHERE c.id = ?""",
         [item_id],
     ).fetchall()
-    row = row[0] if row else None
+    row = rows[0] if rows else None
     if row is None:
         raise UnknownItem(f"{item_id} is not a campaign or Canvas in the catalog")
     item_type, deleted_at, state = row

@@ -339,7 +339,8 @@ def rebuild_catalog_tables(con: duckdb.DuckDBPyConnection, report: CatalogReport
         "catalog_errors",
     ):
         con.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
-    item_rows, component_rows = [], []
+    item_rows: list[tuple[Any, ...]] = []
+    component_rows: list[tuple[Any, ...]] = []
     for d in items.values():
         status = d.get("status", "active" if d.get("enabled") else "stopped")
         comps = list(_components(d))

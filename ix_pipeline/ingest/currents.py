@@ -219,7 +219,8 @@ def _json_type_problem(obj: dict[str, Any]) -> str | None:
         # bool is an int in Python; a JSON true is never a valid `time`.
         if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
             return f"field {name} is not {_TYPE_WORD[types[0]]} (found {_json_word(value)})"
-        if name in INT_RANGES and not INT_RANGES[name][0] <= value <= INT_RANGES[name][1]:
+        bounds = INT_RANGES.get(name)
+        if bounds and isinstance(value, int) and not bounds[0] <= value <= bounds[1]:
             return f"field {name} is out of range ({value_range_word(name)} expected)"
         if isinstance(value, str):
             try:

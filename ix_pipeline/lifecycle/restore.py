@@ -140,7 +140,7 @@ def run_restore(
     chunks: list[tuple[ItemType, list[str]]] = []
     for item_type in ("campaign", "canvas"):
         ids = [i for i, t in plan.to_restore if t == item_type]
-        chunks += [(item_type, ids[k : k + CHUNK_ITEMS]) for k in range(0, len(ids), CHUNK_ITEMS)]  # type: ignore[misc]
+        chunks += [(item_type, ids[k : k + CHUNK_ITEMS]) for k in range(0, len(ids), CHUNK_ITEMS)]
     for done, (item_type, ids) in enumerate(chunks, start=1):
         _restore_chunk(con, archive, item_type, ids, as_of, run_id, actor, result)
         if progress:

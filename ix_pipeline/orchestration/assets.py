@@ -5,6 +5,7 @@ metadata; no business rule lives here. Every step that opens the hot DuckDB file
 `hot_db` pool (limit 1, dagster.yaml), because DuckDB admits one writing process.
 """
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -12,7 +13,7 @@ from pydantic import Field
 
 from ix_pipeline.ingest.catalog import ingest_catalog
 from ix_pipeline.ingest.currents_ingest import ingest_currents
-from ix_pipeline.lifecycle.expiry import plan_expiry, run_expiry
+from ix_pipeline.lifecycle.expiry import ExpiryPlan, plan_expiry, run_expiry
 from ix_pipeline.lifecycle.policy import expiring_within
 from ix_pipeline.notifications import messages
 from ix_pipeline.orchestration.config import AsOfConfig, ExpiryConfig, IngestConfig, parse_as_of
@@ -61,7 +62,7 @@ def ingest_catalog_documents(
     config: IngestConfig,
     hot: HotStoreResource,
     landing: LandingResource,
-):
+) -> Iterator[dg.MaterializeResult]:
     """Load catalog JSON documents; invalid audiences are recorded against their consumer."""
     paths = [Path(p) for p in config.paths] or [landing.catalog]
     with hot.connection() as con:
@@ -92,7 +93,7 @@ def ingest_currents_files(
     config: IngestConfig,
     hot: HotStoreResource,
     landing: LandingResource,
-):
+) -> Iterator[dg.MaterializeResult]:
     """Read new Currents files (Avro, JSON Lines, Parquet) into the hot tables, once per event id."""
     paths = [Path(p) for p in config.paths] or [landing.currents]
 
@@ -129,7 +130,7 @@ def ingest_currents_files(
     )
 
 
-def _eligibility_markdown(plan, limit: int = 25) -> str:  # type: ignore[no-untyped-def]
+def _eligibility_markdown(plan: ExpiryPlan, limit: int = 25) -> str:
     upcoming = sorted(
         (d for d in plan.decisions if d.expires_at is not None and d.state in ("hot", "expiring")),
         key=lambda d: (not d.eligible, d.expires_at),
@@ -155,7 +156,7 @@ def _eligibility_markdown(plan, limit: int = 25) -> str:  # type: ignore[no-unty
 )
 def expiry_eligibility(
     context: dg.AssetExecutionContext, config: ExpiryConfig, hot: HotStoreResource
-):
+) -> dg.MaterializeResult:
     """Per item: state, expiry date, exempting consumers, reason, and whether tonight's run moves it."""
     as_of = parse_as_of(config.as_of)
     with hot.connection() as con:
@@ -204,7 +205,7 @@ def interaction_archive(
     config: ExpiryConfig,
     hot: HotStoreResource,
     archive: ArchiveResource,
-):
+) -> Iterator[dg.MaterializeResult]:
     """The nightly expiry: move eligible items' rows to the Delta archive, verify, delete from hot."""
     as_of = parse_as_of(config.as_of)
 

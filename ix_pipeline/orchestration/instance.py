@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 
 # One pool for every step that opens the hot DuckDB file: DuckDB admits one writing process.
 DAGSTER_YAML = """\
@@ -79,6 +80,8 @@ def unstick_pool(instance: dg.DagsterInstance, pool: str = HOT_POOL) -> bool:
     because the slot rows stay the real semaphore.
     """
     storage = instance.event_log_storage
+    if not isinstance(storage, SqlEventLogStorage):
+        return False  # the hand-over below is the SQL storages' (ours is SQLite's)
     info = storage.get_concurrency_info(pool)
     if not info.slot_count or info.active_slot_count >= info.slot_count:
         return False

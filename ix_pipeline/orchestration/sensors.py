@@ -41,7 +41,7 @@ def _new_files(hot: HotStoreResource, files: list[Path]) -> list[Path]:
 )
 def landing_files_sensor(
     context: dg.SensorEvaluationContext, landing: LandingResource, hot: HotStoreResource
-):
+) -> dg.RunRequest | dg.SkipReason:
     """Watches `<data>/landing/currents/` for Currents files not ingested yet."""
     files = list(discover([landing.currents]))
     if not files:
@@ -77,7 +77,7 @@ def catalog_sensor(
     hot: HotStoreResource,
     mail: MailResource,
     catalog_policy: CatalogSensorConfig,
-):
+) -> list[dg.RunRequest] | dg.SkipReason:
     """Catalog changes → refresh; expired data an active consumer needs → restore; dead
     references → a notice (and the blocking checks on `audience_consumers` fail)."""
     cursor = json.loads(context.cursor) if context.cursor else {}

@@ -197,7 +197,7 @@ def test_paths_locate_nested_nodes() -> None:
     assert isinstance(expr, All)
     negated = expr.children[1]
     assert isinstance(negated, Not) and isinstance(negated.child, Any)
-    assert [c.path for c in negated.child.children] == [  # type: ignore[union-attr]
+    assert [c.path for c in negated.child.children] == [
         "audience.all[1].not.any[0]",
         "audience.all[1].not.any[1]",
     ]

@@ -33,7 +33,7 @@ from ix_pipeline.demo.workspace import (
     generate_workspace,
 )
 
-SMALL: dict[str, int] = {"n_users": 500, "n_events": 20_000, "n_campaigns": 20, "n_canvases": 6}
+SMALL: dict[str, Any] = {"n_users": 500, "n_events": 20_000, "n_campaigns": 20, "n_canvases": 6}
 LAYOUT = re.compile(
     r"dataexport\.[^/]+\.(S3|AzureBlob|GCS)\.integration\.[^/]+/event_type=([^/]+)/"
     r"date=(\d{4}-\d{2}-\d{2}-\d{2})/[^/]+/[^/]+/[^/]+\.avro$"

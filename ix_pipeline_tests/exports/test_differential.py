@@ -46,17 +46,17 @@ ITEMS = ("cmp_a", "cmp_b", "cmp_c", "cnv_x")
 
 
 def _families(con: duckdb.DuckDBPyConnection, consumer_id: str) -> set[str]:
-    row = con.execute(
+    rows = con.execute(
         "SELECT audience FROM audience_consumers WHERE id = ?", [consumer_id]
     ).fetchall()
-    row = row[0] if row else None
-    assert row is not None
+    assert rows, f"no consumer {consumer_id}"
+    audience: str = rows[0][0]
     try:
-        expr = parse_audience(json.loads(row[0]), consumer_id=consumer_id)
+        expr = parse_audience(json.loads(audience), consumer_id=consumer_id)
     except ValueError:
         return {"invalid"}
-    families = {FILTERS[leaf.filter].family for leaf in iter_leaves(expr)}
-    if '"not"' in row[0]:
+    families: set[str] = {FILTERS[leaf.filter].family for leaf in iter_leaves(expr)}
+    if '"not"' in audience:
         families.add("not")
     return families
 

@@ -88,7 +88,7 @@ U6_CAMPAIGNS = [
         "multiple_converted": {},
     }
 ]
-U7_CANVASES = [
+U7_CANVASES: list[dict[str, t.Any]] = [
     {
         "name": "Journey",
         "api_canvas_id": "cnv_x",
@@ -103,7 +103,12 @@ U7_CANVASES = [
 ]
 # Legacy-deleted data (u8's cmp_old receipt) never shows; u9 has no item at all.
 U8 = {"external_id": "ext_8", "braze_id": "u8", "campaigns_received": [], "canvases_received": []}
-U9 = {"external_id": None, "braze_id": "u9", "campaigns_received": [], "canvases_received": []}
+U9: dict[str, t.Any] = {
+    "external_id": None,
+    "braze_id": "u9",
+    "campaigns_received": [],
+    "canvases_received": [],
+}
 
 
 @pytest.fixture(scope="module")

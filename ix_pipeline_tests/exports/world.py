@@ -214,10 +214,9 @@ def copy_store(db: Path, dest_dir: Path) -> Path:
 
 
 def item_table(con: duckdb.DuckDBPyConnection, item_id: str) -> str:
-    item_type = con.execute("SELECT type FROM catalog_items WHERE id = ?", [item_id]).fetchall()
-    item_type = item_type[0] if item_type else None
-    assert item_type is not None
-    return "canvas_interactions" if item_type[0] == "canvas" else "campaign_interactions"
+    rows = con.execute("SELECT type FROM catalog_items WHERE id = ?", [item_id]).fetchall()
+    assert rows, f"{item_id} is not in the catalog"
+    return "canvas_interactions" if rows[0][0] == "canvas" else "campaign_interactions"
 
 
 def mark_expired(con: duckdb.DuckDBPyConnection, item_id: str, *, delete_rows: bool) -> None:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -34,7 +35,7 @@ def restore_requests(result) -> list[dg.RunRequest]:  # type: ignore[no-untyped-
     return [r for r in result if r.job_name == "restore_interaction_data"]
 
 
-def check_evaluations(settings: Settings, instance: dg.DagsterInstance) -> dict:  # type: ignore[type-arg]
+def check_evaluations(settings: Settings, instance: dg.DagsterInstance) -> dict[str, Any]:
     """Run `catalog_refresh` (as the sensor would) and collect its asset check results."""
     run = (
         build_defs(settings)
@@ -42,7 +43,7 @@ def check_evaluations(settings: Settings, instance: dg.DagsterInstance) -> dict:
         .execute_in_process(instance=instance, raise_on_error=False)
     )
     return {
-        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data  # type: ignore[union-attr]
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
         for e in run.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
     }

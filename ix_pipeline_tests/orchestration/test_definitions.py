@@ -103,6 +103,6 @@ def test_landing_sensor_requests_a_run_only_for_files_not_ingested(settings: Set
         )
         first = tick()
         assert isinstance(first, dg.RunRequest) and first.tags["ix/new_files"] == "1"
-        assert tick().run_key == first.run_key  # type: ignore[union-attr]  # same file: same key, one run
+        assert tick().run_key == first.run_key  # same file: same key, one run
         ingest(settings)
         assert isinstance(tick(), dg.SkipReason)

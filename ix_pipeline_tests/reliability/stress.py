@@ -232,7 +232,7 @@ class _Run:
                 return None
             self.failure(f"{kind} {' '.join(args)} exited {proc.returncode}: {err[-1500:]}")
             return None
-        return json.loads(out)  # type: ignore[no-any-return]
+        return json.loads(out)
 
     def enough_load(self) -> bool:
         """Has each kind of operation in `min_operations` been started often enough?"""

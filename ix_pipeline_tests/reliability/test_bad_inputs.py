@@ -336,7 +336,7 @@ def test_avro_fields_of_the_wrong_type_are_rejected_naming_the_field(settings: S
 def test_avro_fields_that_are_arrays_or_records_are_rejected_not_a_crash(
     settings: Settings,
 ) -> None:
-    fields = [{"name": "id", "type": {"type": "array", "items": "string"}},
+    fields: list[dict[str, Any]] = [{"name": "id", "type": {"type": "array", "items": "string"}},
               {"name": "user_id", "type": {"type": "record", "name": "U", "fields": [{"name": "x", "type": "int"}]}},
               {"name": "time", "type": "long"}]  # fmt: skip
     good = good_file(settings)

@@ -163,10 +163,10 @@ def test_hostile_ids_tags_aliases_and_users_do_only_what_they_say(
     assert msg["Bcc"] is None and "x@y" not in msg["To"]
 
     # export item: the file goes to --out, nowhere else, with the item's rows.
-    out = tmp_path / "exports" / "item.csv"
-    code, _, errs = cli("export", "item", SQLI, "--out", str(out))
+    item_csv = tmp_path / "exports" / "item.csv"
+    code, _, errs = cli("export", "item", SQLI, "--out", str(item_csv))
     assert code == 0, errs
-    assert len(out.read_text().splitlines()) == 1 + 3  # header + one row per recipient
+    assert len(item_csv.read_text().splitlines()) == 1 + 3  # header + one row per recipient
     with hot_connection(settings.hot_db, read_only=True) as con:
         assert export_item_csv(con, NUL, tmp_path / "exports" / "nul.csv") == 3
     assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["item.csv", "nul.csv"]

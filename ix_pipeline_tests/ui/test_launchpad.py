@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
 
 from ix_pipeline.definitions import build_defs
@@ -11,7 +13,9 @@ from ix_pipeline.settings import Settings
 
 def _op_config_fields(settings: Settings) -> dict[str, dg.Field]:
     job = build_defs(settings).resolve_job_def("restore_interaction_data")
-    ops = job.run_config_schema.config_type.fields["ops"].config_type
+    # Walked as the launchpad walks it; dagster types each level as a plain ConfigType.
+    ops: Any = job.run_config_schema.config_type
+    ops = ops.fields["ops"].config_type
     return ops.fields["restore_items"].config_type.fields["config"].config_type.fields
 
 
