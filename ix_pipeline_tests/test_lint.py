@@ -1,4 +1,5 @@
-"""The code stays `ruff`-clean: lint and format, with the settings in pyproject.toml."""
+"""The code stays `ruff`-clean (lint and format) and `mypy`-clean, with the settings in
+pyproject.toml."""
 
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["check", "format"])
-def test_ruff_is_clean(command: list[str]) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]],
+    ids=["ruff-check", "ruff-format", "mypy"],
+)
+def test_the_code_is_clean(command: list[str]) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "ruff", *command, "."],
+        [sys.executable, "-m", *command],
         cwd=REPO,
         capture_output=True,
         text=True,
