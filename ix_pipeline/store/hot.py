@@ -233,8 +233,8 @@ def checkpoint(con: duckdb.DuckDBPyConnection) -> None:
     left: with `threads` equal to the cores, one. That happened in 8 of 15 runs of a 10 M-event
     expiry: its checkpoint took 13-19 s on one core instead of 8-11 s on two. The extra
     thread keeps every core busy whoever runs the task (one thread more than the cores when
-    the caller runs it); a checkpoint on commit or on close runs on the committing or closing
-    thread and never had the problem."""
+    the caller runs it). A checkpoint that a commit triggers (the benchmark baseline's) never
+    showed the problem."""
     threads = int(scalar(con, "SELECT current_setting('threads')"))
     with _setting(con, "threads", str(threads + 1)):
         con.execute("CHECKPOINT")

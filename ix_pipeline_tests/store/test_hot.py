@@ -20,8 +20,8 @@ def test_checkpoint_at_end_defers_every_checkpoint_to_the_end_of_the_block(tmp_p
         threshold = scalar(con, "SELECT current_setting('checkpoint_threshold')")
         con.execute("CREATE TABLE t (v VARCHAR)")
         with checkpoint_at_end(con):
-            # Commits of under 100,000 rows go through the WAL; past DuckDB's threshold of
-            # 16 MB, the third of them would checkpoint.
+            # Small commits go through the WAL (a large one goes straight to the database
+            # file); past DuckDB's threshold of 16 MB, the second would checkpoint.
             for _ in range(3):
                 con.execute("INSERT INTO t SELECT repeat('x', 100) || i FROM range(90000) r(i)")
             assert _wal(db) > 16 * 2**20
