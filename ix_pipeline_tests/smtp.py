@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from email.message import Message
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 
 class _Keep:
@@ -17,13 +17,16 @@ class _Keep:
         self.messages: list[Message] = []
         self.logins: list[tuple[str, str]] = []
 
-    def authenticate(self, server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+    def authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: object
+    ) -> AuthResult:
         if isinstance(auth_data, LoginPassword):
             self.logins.append((auth_data.login.decode(), auth_data.password.decode()))
             return AuthResult(success=True)
         return AuthResult(success=False, handled=False)
 
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        assert isinstance(envelope.content, bytes)  # aiosmtpd decodes nothing unless asked
         self.messages.append(email.message_from_bytes(envelope.content))
         return "250 OK"
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from ix_pipeline.demo.workspace import generate_workspace
 from ix_pipeline.settings import Settings
-from ix_pipeline.store.hot import hot_connection
+from ix_pipeline.store.hot import hot_connection, registered
 from ix_pipeline_tests.conftest import archive_of, ingest, q
 from ix_pipeline_tests.lifecycle.scenario import snapshot
 from ix_pipeline_tests.lifecycle.test_expiry import assert_invariants, expire
@@ -28,10 +28,9 @@ def archived_ids_by_item(settings: Settings) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     with hot_connection(settings.hot_db, read_only=True) as con:
         for item_type in ("campaign", "canvas"):
-            con.register("a", archive_of(settings).dataset(item_type))
-            for item_id, event_id in con.execute("SELECT item_id, id FROM a").fetchall():
-                out.setdefault(item_id, set()).add(event_id)
-            con.unregister("a")
+            with registered(con, "a", archive_of(settings).dataset(item_type)):
+                for item_id, event_id in con.execute("SELECT item_id, id FROM a").fetchall():
+                    out.setdefault(item_id, set()).add(event_id)
     return out
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from ix_pipeline.lifecycle import expiry
-from ix_pipeline.lifecycle.expiry import plan_expiry, run_expiry
+from ix_pipeline.lifecycle.expiry import ExpiryResult, plan_expiry, run_expiry
 from ix_pipeline.lifecycle.policy import Decision
 from ix_pipeline.settings import Settings
 from ix_pipeline.store import invariants
-from ix_pipeline.store.hot import hot_connection
+from ix_pipeline.store.archive import Archive
+from ix_pipeline.store.hot import hot_connection, registered
+from ix_pipeline.store.schema import INTERACTION_COLUMN_NAMES, ITEM_TYPES
 from ix_pipeline_tests.builders import campaign_event, write_events
 from ix_pipeline_tests.conftest import archive_of, at, ingest, q
 from ix_pipeline_tests.lifecycle import scenario
@@ -19,22 +23,24 @@ from ix_pipeline_tests.lifecycle.scenario import NIGHT, SEND, rows_of, snapshot
 EXPIRING = ["cmp_stop", "cmp_tagref", "cnv_stop"]
 
 
-def expire(settings: Settings, when: str, dry_run: bool = False):  # type: ignore[no-untyped-def]
+def expire(settings: Settings, when: str, dry_run: bool = False) -> ExpiryResult:
     with hot_connection(settings.hot_db) as con:
         return run_expiry(con, archive_of(settings), at(when), "test-run", dry_run=dry_run)
 
 
-def archived_rows(settings: Settings, item_id: str) -> list[tuple]:
-    from ix_pipeline.store.schema import INTERACTION_COLUMN_NAMES
-
+def archived_rows(
+    settings: Settings, item_id: str, archive: Archive | None = None
+) -> list[tuple[Any, ...]]:
+    """Every column of an item's archived rows, read back through the Delta log (from the
+    settings' archive unless another, such as one in a bucket, is given)."""
+    archive = archive or archive_of(settings)
     cols = ", ".join(INTERACTION_COLUMN_NAMES)
+    out: list[tuple[Any, ...]] = []
     with hot_connection(settings.hot_db, read_only=True) as con:
-        out = []
-        for item_type in ("campaign", "canvas"):
-            con.register("a", archive_of(settings).dataset(item_type, [item_id]))
-            sql = f"SELECT {cols} FROM a WHERE item_id = ? ORDER BY id"  # noqa: S608
-            out += con.execute(sql, [item_id]).fetchall()
-            con.unregister("a")
+        for item_type in ITEM_TYPES:
+            with registered(con, "a", archive.dataset(item_type, [item_id])):
+                sql = f"SELECT {cols} FROM a WHERE item_id = ? ORDER BY id"  # noqa: S608
+                out += con.execute(sql, [item_id]).fetchall()
     return out
 
 

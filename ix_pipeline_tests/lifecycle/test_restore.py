@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from ix_pipeline.lifecycle.restore import RestoreRefused, RestoreRequest, plan_restore, run_restore
+from ix_pipeline.lifecycle.restore import (
+    RestoreRefused,
+    RestoreRequest,
+    RestoreResult,
+    plan_restore,
+    run_restore,
+)
 from ix_pipeline.settings import Settings
 from ix_pipeline.store.hot import hot_connection, transaction
 from ix_pipeline.store.lifecycle_io import compare_and_set, copy_archived_rows_to_hot
@@ -14,16 +22,18 @@ from ix_pipeline_tests.lifecycle.scenario import NIGHT, rows_of, snapshot
 from ix_pipeline_tests.lifecycle.test_expiry import EXPIRING, assert_invariants, expire
 
 RESTORED_AT = "2025-06-10T08:30:00Z"
+# The scenario after its first expiry, and every expiring item's rows from before it.
+Expired = tuple[Settings, dict[str, list[tuple[Any, ...]]]]
 
 
-def restore(settings: Settings, when: str = RESTORED_AT, **request: tuple[str, ...]):  # type: ignore[no-untyped-def]
+def restore(settings: Settings, **request: tuple[str, ...]) -> RestoreResult:
     with hot_connection(settings.hot_db) as con:
         plan = plan_restore(con, RestoreRequest(**request))
-        return run_restore(con, archive_of(settings), plan, at(when), "test-restore")
+        return run_restore(con, archive_of(settings), plan, at(RESTORED_AT), "test-restore")
 
 
 @pytest.fixture
-def expired(settings: Settings) -> tuple[Settings, dict[str, list[tuple]]]:
+def expired(settings: Settings) -> Expired:
     scenario.build(settings)
     before = {i: rows_of(settings, i) for i in EXPIRING}
     expire(settings, NIGHT)
@@ -43,7 +53,9 @@ def expired(settings: Settings) -> tuple[Settings, dict[str, list[tuple]]]:
     ],
     ids=["campaign", "canvas", "tag", "mix"],
 )
-def test_restore_brings_back_every_column_of_every_row(expired, request_, restored) -> None:  # type: ignore[no-untyped-def]
+def test_restore_brings_back_every_column_of_every_row(
+    expired: Expired, request_: dict[str, tuple[str, ...]], restored: list[str]
+) -> None:
     settings, before = expired
     result = restore(settings, **request_)
     assert sorted(result.restored) == restored
@@ -63,7 +75,7 @@ def test_restore_brings_back_every_column_of_every_row(expired, request_, restor
     assert_invariants(settings)
 
 
-def test_unknown_ids_are_refused_all_at_once_and_nothing_changes(expired) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_ids_are_refused_all_at_once_and_nothing_changes(expired: Expired) -> None:
     settings, _ = expired
     before = snapshot(settings)
     with pytest.raises(RestoreRefused) as err:
@@ -76,20 +88,20 @@ def test_unknown_ids_are_refused_all_at_once_and_nothing_changes(expired) -> Non
     assert snapshot(settings) == before
 
 
-def test_legacy_deleted_item_is_refused_naming_the_policy(expired) -> None:  # type: ignore[no-untyped-def]
+def test_legacy_deleted_item_is_refused_naming_the_policy(expired: Expired) -> None:
     settings, _ = expired
     with pytest.raises(RestoreRefused, match="pre-2024 retention policy"):
         restore(settings, campaign_ids=("cmp_old",))
 
 
 @pytest.mark.parametrize("request_", [{}, {"tags": ("",)}, {"tags": ("   ",)}])
-def test_empty_requests_are_refused(expired, request_) -> None:  # type: ignore[no-untyped-def]
+def test_empty_requests_are_refused(expired: Expired, request_: dict[str, tuple[str, ...]]) -> None:
     settings, _ = expired
     with pytest.raises(RestoreRefused):
         restore(settings, **request_)
 
 
-def test_already_hot_is_reported_and_an_unmatched_tag_says_so(expired) -> None:  # type: ignore[no-untyped-def]
+def test_already_hot_is_reported_and_an_unmatched_tag_says_so(expired: Expired) -> None:
     settings, _ = expired
     result = restore(settings, campaign_ids=("cmp_active",), tags=("winback", "Promo"))
     assert result.restored == [] and result.already_hot == ["cmp_active"]
@@ -99,7 +111,7 @@ def test_already_hot_is_reported_and_an_unmatched_tag_says_so(expired) -> None: 
     ]
 
 
-def test_restored_item_re_expires_three_calendar_months_after_the_restore(expired) -> None:  # type: ignore[no-untyped-def]
+def test_restored_item_re_expires_three_calendar_months_after_the_restore(expired: Expired) -> None:
     settings, _ = expired
     # Anchor 2025-06-10T08:30Z → expires 2025-09-10T08:30Z.
     restore(settings, campaign_ids=("cmp_stop",))
@@ -113,7 +125,7 @@ def test_restored_item_re_expires_three_calendar_months_after_the_restore(expire
     assert last_restored == at(RESTORED_AT)
 
 
-def test_second_expiry_archives_only_what_the_archive_lacks(expired) -> None:  # type: ignore[no-untyped-def]
+def test_second_expiry_archives_only_what_the_archive_lacks(expired: Expired) -> None:
     settings, before = expired
     restore(settings, campaign_ids=("cmp_stop",))
     expire(settings, "2025-07-01T02:00:00Z")  # cmp_late (stopped 2025-03-15) goes first
@@ -123,7 +135,7 @@ def test_second_expiry_archives_only_what_the_archive_lacks(expired) -> None:  #
     assert_invariants(settings)
 
 
-def test_restored_item_stays_hot_while_exempt(expired) -> None:  # type: ignore[no-untyped-def]
+def test_restored_item_stays_hot_while_exempt(expired: Expired) -> None:
     settings, _ = expired
     # Never expired: already hot, exempt by seg_keep.
     restore(settings, campaign_ids=("cmp_exempt",))
@@ -131,7 +143,9 @@ def test_restored_item_stays_hot_while_exempt(expired) -> None:  # type: ignore[
 
 
 @pytest.mark.parametrize("hot_share", ["all", "some"])
-def test_restore_resumed_with_rows_already_hot_copies_only_the_rest(expired, hot_share) -> None:  # type: ignore[no-untyped-def]
+def test_restore_resumed_with_rows_already_hot_copies_only_the_rest(
+    expired: Expired, hot_share: str
+) -> None:
     """A restore that died after its copy committed (all rows hot, state `restoring`), or
     any state with part of the rows hot: the next restore copies exactly what is missing."""
     settings, before = expired

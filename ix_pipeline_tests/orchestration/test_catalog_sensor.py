@@ -21,7 +21,9 @@ from ix_pipeline_tests.lifecycle.scenario import NIGHT
 from ix_pipeline_tests.lifecycle.test_expiry import expire
 
 
-def tick(settings: Settings, instance: dg.DagsterInstance, cursor: str | None = None):  # type: ignore[no-untyped-def]
+def tick(
+    settings: Settings, instance: dg.DagsterInstance, cursor: str | None = None
+) -> tuple[object, str | None]:
     ctx = dg.build_sensor_context(
         instance=instance, cursor=cursor, resources=build_resources(settings)
     )
@@ -29,7 +31,7 @@ def tick(settings: Settings, instance: dg.DagsterInstance, cursor: str | None = 
     return result, ctx.cursor
 
 
-def restore_requests(result) -> list[dg.RunRequest]:  # type: ignore[no-untyped-def]
+def restore_requests(result: object) -> list[dg.RunRequest]:
     if not isinstance(result, list):
         return []
     return [r for r in result if r.job_name == "restore_interaction_data"]

@@ -23,11 +23,10 @@ from ix_pipeline.orchestration.resources import ArchiveResource
 from ix_pipeline.settings import Settings, load_settings
 from ix_pipeline.store.archive import Archive
 from ix_pipeline.store.hot import hot_connection, registered
-from ix_pipeline.store.schema import INTERACTION_COLUMN_NAMES
 from ix_pipeline_tests.conftest import at
 from ix_pipeline_tests.lifecycle import scenario
 from ix_pipeline_tests.lifecycle.scenario import NIGHT, rows_of
-from ix_pipeline_tests.lifecycle.test_expiry import EXPIRING, assert_invariants
+from ix_pipeline_tests.lifecycle.test_expiry import EXPIRING, archived_rows, assert_invariants
 from ix_pipeline_tests.reliability.append_worker import batch
 from ix_pipeline_tests.reliability.leaks import assert_absent, assert_runs_keep_secrets
 from ix_pipeline_tests.reliability.s3 import S3Server
@@ -41,19 +40,6 @@ SMTP_PASSWORD = "ix-smtp-password-5f0c9e2b"
 def s3_archive(settings: Settings) -> Archive:
     # The production path: the resource turns the AWS_* environment into storage options.
     return ArchiveResource(uri=settings.archive_uri).archive()
-
-
-def archived_rows(settings: Settings, item_id: str) -> list[tuple]:
-    """Every column of an item's archived rows, read back from the bucket."""
-    cols = ", ".join(INTERACTION_COLUMN_NAMES)
-    out: list[tuple] = []
-    with hot_connection(settings.hot_db, read_only=True) as con:
-        for item_type in ("campaign", "canvas"):
-            con.register("a", s3_archive(settings).dataset(item_type, [item_id]))
-            sql = f"SELECT {cols} FROM a WHERE item_id = ? ORDER BY id"  # noqa: S608
-            out += con.execute(sql, [item_id]).fetchall()
-            con.unregister("a")
-    return out
 
 
 def assert_archive_is_in_the_bucket(s3: S3Server, prefix: str, settings: Settings) -> None:
@@ -92,7 +78,9 @@ def test_expiry_and_restore_round_trip_through_the_bucket(
     assert expired.rows_archived == sum(len(r) for r in before.values()) == expired.rows_deleted
     for item_id, rows in before.items():
         assert rows_of(settings, item_id) == []
-        assert archived_rows(settings, item_id) == rows  # every column, every row
+        assert (
+            archived_rows(settings, item_id, s3_archive(settings)) == rows
+        )  # every column, every row
     assert_archive_is_in_the_bucket(s3, s3_prefix, settings)
     assert_invariants(settings)  # reads the archive via the same environment
 
@@ -107,7 +95,7 @@ def test_expiry_and_restore_round_trip_through_the_bucket(
     assert {i: rows_of(settings, i) for i in EXPIRING} == before
     assert_invariants(settings)
     # The archive keeps its copy (it is never rewritten to drop data).
-    assert {i: archived_rows(settings, i) for i in EXPIRING} == before
+    assert {i: archived_rows(settings, i, s3_archive(settings)) for i in EXPIRING} == before
 
 
 def test_ix_cli_end_to_end_against_the_bucket_keeps_secrets_out(

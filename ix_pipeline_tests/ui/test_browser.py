@@ -16,6 +16,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from dagster import DagsterRunStatus
@@ -36,6 +37,9 @@ from ix_pipeline_tests.ui.server import (
     wait_until_ready,
     workspace_env,
 )
+
+if TYPE_CHECKING:  # the fixtures import playwright when a browser test runs
+    from playwright.sync_api import Browser, Locator, Page
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +101,7 @@ def _assert_sensors_stopped(ui: UiServer, names: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser(chromium: str) -> Iterator:
+def browser(chromium: str) -> Iterator[Browser]:
     from playwright.sync_api import expect, sync_playwright
 
     # expect() has its own 5 s default, separate from the page's; the UI can be slower.
@@ -109,7 +113,7 @@ def browser(chromium: str) -> Iterator:
 
 
 @pytest.fixture
-def page(browser, ui: UiServer) -> Iterator:  # type: ignore[no-untyped-def]
+def page(browser: Browser, ui: UiServer) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
     pg = context.new_page()
@@ -117,7 +121,7 @@ def page(browser, ui: UiServer) -> Iterator:  # type: ignore[no-untyped-def]
     context.close()
 
 
-def _screenshot(page, name: str) -> Path:  # type: ignore[no-untyped-def]
+def _screenshot(page: Page, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / name
     page.screenshot(path=str(path))
@@ -128,7 +132,7 @@ def _screenshot(page, name: str) -> Path:  # type: ignore[no-untyped-def]
     return path
 
 
-def _type_config(page, yaml_text: str) -> None:  # type: ignore[no-untyped-def]
+def _type_config(page: Page, yaml_text: str) -> None:
     """Type into the launchpad's CodeMirror editor as a person would.
 
     CodeMirror auto-indents after Enter, so each new line first selects that indent
@@ -147,7 +151,7 @@ def _type_config(page, yaml_text: str) -> None:  # type: ignore[no-untyped-def]
     page.keyboard.press("Escape")
 
 
-def _editor_text(page) -> str:  # type: ignore[no-untyped-def]
+def _editor_text(page: Page) -> str:
     return page.evaluate("() => document.querySelector('.CodeMirror').CodeMirror.getValue()")
 
 
@@ -164,7 +168,7 @@ def _wait_for_run(ui: UiServer, run_id: str) -> DagsterRunStatus:
     return status
 
 
-def _zoom_out_until_framed(page, node) -> None:  # type: ignore[no-untyped-def]
+def _zoom_out_until_framed(page: Page, node: Locator) -> None:
     """The lineage opens zoomed in around one node and the top archive node sits under the
     toolbar; zoom out step by step until it clears the toolbar (with room for its tags)."""
     toolbar = page.locator("[class*=AssetGraphExplorer_topbarWrapper]").bounding_box()
@@ -178,7 +182,7 @@ def _zoom_out_until_framed(page, node) -> None:  # type: ignore[no-untyped-def]
     raise AssertionError(f"the archive node never cleared the toolbar: {node.bounding_box()}")
 
 
-def test_restore_an_expired_campaign_from_the_launchpad(ui: UiServer, page) -> None:  # type: ignore[no-untyped-def]
+def test_restore_an_expired_campaign_from_the_launchpad(ui: UiServer, page: Page) -> None:
     from playwright.sync_api import expect
 
     expired = [
@@ -234,7 +238,7 @@ def test_restore_an_expired_campaign_from_the_launchpad(ui: UiServer, page) -> N
     assert notices[0]["To"] == REQUESTER
 
 
-def test_asset_graph_shows_the_lifecycle(ui: UiServer, page) -> None:  # type: ignore[no-untyped-def]
+def test_asset_graph_shows_the_lifecycle(ui: UiServer, page: Page) -> None:
     from playwright.sync_api import expect
 
     # Lineage, as the README says: the four groups, then the lifecycle group opened up.
