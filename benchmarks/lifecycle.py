@@ -12,7 +12,9 @@ process's ``VmHWM``):
 
 * expiry at every size: ``run_expiry`` against a raw baseline (``COPY`` of the same rows to
   Parquet plus the same ``DELETE``). Targets: ratio ≤ 1.3, peak RSS ≤ 1 GB, time per row at
-  the sizes within 30 % of each other;
+  the sizes within 30 % of each other. Each side's CPU time (every thread of its process) is
+  printed beside its wall time, a second view of the same comparison: the machine's cores are
+  shared with other work, which moves the wall times of single runs by a third;
 * on the largest store after our expiry (archive of ≥ 5 M rows at 10 M events): restore of one
   item (~20,000 rows) and of every expired item (~5 M rows) with ``plan_restore`` +
   ``run_restore``, against a raw baseline (pyarrow dataset read of the same rows plus a DuckDB
@@ -230,11 +232,12 @@ def child_expire_ours(db: Path, archive_dir: Path, as_of: datetime = AS_OF) -> N
     from ix_pipeline.store.archive import Archive
     from ix_pipeline.store.hot import hot_connection
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     with hot_connection(db) as con:
         result = run_expiry(con, Archive(str(archive_dir)), as_of, "bench-expiry")
     seconds = time.perf_counter() - t0
-    emit({"seconds": seconds, "rows": result.rows_archived, "deleted": result.rows_deleted,
+    emit({"seconds": seconds, "cpu_s": time.process_time() - cpu0,
+          "rows": result.rows_archived, "deleted": result.rows_deleted,
           "items": sorted(result.expired), "still_hot": result.rows_still_hot})  # fmt: skip
 
 
@@ -242,7 +245,7 @@ def child_expire_baseline(db: Path, out_dir: Path, ids_file: Path) -> None:
     import duckdb
 
     wanted: dict[str, list[str]] = json.loads(ids_file.read_text())
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     con = duckdb.connect(str(db))
     rows = deleted = 0
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -259,7 +262,9 @@ def child_expire_baseline(db: Path, out_dir: Path, ids_file: Path) -> None:
         ).fetchall()[0][0]
     con.close()
     seconds = time.perf_counter() - t0
-    emit({"seconds": seconds, "rows": rows, "deleted": deleted})
+    emit(
+        {"seconds": seconds, "cpu_s": time.process_time() - cpu0, "rows": rows, "deleted": deleted}
+    )
 
 
 def child_restore_ours(db: Path, archive_dir: Path, ids_file: Path) -> None:
@@ -393,9 +398,11 @@ def measure_expiry(work: Path, store: Path, events: int, repeat: int = 1) -> dic
                 f"{pair['baseline']['rows']} rows"
             )
         pair["ours"].pop("items")
-        print(f"[{events:,}] ours {pair['ours']['seconds']:.1f} s / {pair['ours']['rss_mb']:.0f} MB, "
-              f"baseline {pair['baseline']['seconds']:.1f} s / {pair['baseline']['rss_mb']:.0f} MB, "
-              f"{pair['ours']['rows']:,} rows, ratio {_ratio(pair):.2f}", flush=True)  # fmt: skip
+        o, b = pair["ours"], pair["baseline"]
+        print(f"[{events:,}] ours {o['seconds']:.1f} s (CPU {o['cpu_s']:.1f} s) / {o['rss_mb']:.0f} MB, "
+              f"baseline {b['seconds']:.1f} s (CPU {b['cpu_s']:.1f} s) / {b['rss_mb']:.0f} MB, "
+              f"{o['rows']:,} rows, ratio {_ratio(pair):.2f} (CPU {o['cpu_s'] / b['cpu_s']:.2f})",
+              flush=True)  # fmt: skip
         pairs.append(pair)
     median = _median_pair(pairs)
     return {"events": events, "items": len(expected), "run_dir": str(run),
@@ -512,11 +519,12 @@ def report(expiries: list[dict[str, Any]], restore: dict[str, Any] | None) -> tu
         runs = _ratios_note(e["ratios"])
         rows.append([
             f"expiry, {e['events']:,}-event store: {e['items']} items, {o['rows']:,} rows",
-            f"{o['seconds']:.1f} s · {o['rows'] / o['seconds']:,.0f} rows/s · "
+            f"{o['seconds']:.1f} s (CPU {o['cpu_s']:.1f} s) · {o['rows'] / o['seconds']:,.0f} rows/s · "
             f"{o['seconds'] / o['rows'] * 1e6:.2f} µs/row · {o['rss_mb']:.0f} MB "
             f"(highest of the runs {e['peak_rss_mb']:.0f} MB)",
-            f"{b['seconds']:.1f} s · {b['rows'] / b['seconds']:,.0f} rows/s · {b['rss_mb']:.0f} MB",
-            f"{ratio:.2f}{runs}",
+            f"{b['seconds']:.1f} s (CPU {b['cpu_s']:.1f} s) · {b['rows'] / b['seconds']:,.0f} rows/s · "
+            f"{b['rss_mb']:.0f} MB",
+            f"{ratio:.2f}{runs}; CPU time {o['cpu_s'] / b['cpu_s']:.2f}",
             f"ratio ≤ {TARGET_EXPIRY_RATIO}: {verdict(ok_r)}; RSS ≤ 1 GB: {verdict(ok_m)}",
         ])  # fmt: skip
     if len(per_row) > 1:
