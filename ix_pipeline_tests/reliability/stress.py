@@ -55,7 +55,7 @@ from ix_pipeline.orchestration.instance import ensure_dagster_home
 from ix_pipeline.settings import Settings, load_settings
 from ix_pipeline.store import invariants
 from ix_pipeline.store.archive import Archive
-from ix_pipeline.store.hot import hot_connection
+from ix_pipeline.store.hot import hot_connection, registered
 from ix_pipeline.store.schema import ITEM_TYPES, interaction_table
 
 IX = str(Path(sys.executable).with_name("ix"))
@@ -504,14 +504,18 @@ def _check(run: _Run, written: list[str]) -> None:
             "SELECT count(*) FROM item_lifecycle WHERE state = 'expired'"
         ).fetchall()[0][0]
         # Independently of the ledger: every id this run delivered is hot or archived.
-        con.register("_written", pa.table({"id": pa.array(sorted(set(written)), pa.string())}))
-        found = "SELECT id FROM _written"
-        for item_type in ITEM_TYPES:
-            con.register(f"_arch_{item_type}", archive.dataset(item_type))
-            found = f"""SELECT id FROM ({found}) w
-                        WHERE NOT EXISTS (SELECT 1 FROM {interaction_table(item_type)} h WHERE h.id = w.id)
-                          AND NOT EXISTS (SELECT 1 FROM _arch_{item_type} a WHERE a.id = w.id)"""  # noqa: S608
-        f.written_ids_missing = con.execute(f"SELECT count(*) FROM ({found})").fetchall()[0][0]  # noqa: S608
+        with contextlib.ExitStack() as stack:
+            ids = pa.table({"id": pa.array(sorted(set(written)), pa.string())})
+            stack.enter_context(registered(con, "_written", ids))
+            found = "SELECT id FROM _written"
+            for item_type in ITEM_TYPES:
+                stack.enter_context(
+                    registered(con, f"_arch_{item_type}", archive.dataset(item_type))
+                )
+                found = f"""SELECT id FROM ({found}) w
+                            WHERE NOT EXISTS (SELECT 1 FROM {interaction_table(item_type)} h WHERE h.id = w.id)
+                              AND NOT EXISTS (SELECT 1 FROM _arch_{item_type} a WHERE a.id = w.id)"""  # noqa: S608
+            f.written_ids_missing = con.execute(f"SELECT count(*) FROM ({found})").fetchall()[0][0]  # noqa: S608
         f.audit_rows, f.audit_problems = audit_problems(con)
     instance = dg.DagsterInstance.from_config(str(run.settings.dagster_home))
     try:
