@@ -381,8 +381,7 @@ def main() -> None:
         counts = con.execute(
             "SELECT (SELECT count(*) FROM campaign_interactions) + "
             "(SELECT count(*) FROM canvas_interactions), (SELECT count(*) FROM user_summaries)"
-        ).fetchall()
-        counts = counts[0] if counts else None
+        ).fetchone()
     assert counts is not None
     n_events, n_users = counts
 

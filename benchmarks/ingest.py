@@ -25,6 +25,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -121,7 +122,7 @@ def child_baseline(files: Path, db: Path) -> None:
 # Parent
 
 
-def ensure_files(work: Path, events: int, users: int) -> tuple[Path, dict[str, object]]:
+def ensure_files(work: Path, events: int, users: int) -> tuple[Path, dict[str, Any]]:
     from ix_pipeline.demo.workspace import generate_workspace
 
     folder = work / f"ws_{events}_{users}"
