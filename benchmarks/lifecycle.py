@@ -662,8 +662,9 @@ peak of all runs). Every measured step runs in its own child process on a fresh 
 store, written back to disk (`os.sync`) before the step starts; its time
 is measured inside the child (open to close, so DuckDB's checkpoint on close counts for both),
 and so is an expiry's CPU time (`time.process_time`: every thread of the child, over the same
-span); the ratio and its target are wall times. Peak RSS is that process's `VmHWM`. `ix restore` is timed from the parent (process start to
-exit), first on a fresh Dagster instance under `<data>/dagster_home`, then on the warm one.
+span); the ratio and its target are wall times. Peak RSS is that process's `VmHWM`.
+`ix restore` is timed from the parent (process start to exit), first on a fresh Dagster
+instance under `<data>/dagster_home`, then on the warm one.
 """  # noqa: S608 (Markdown, not SQL)
         write_section("lifecycle", body)
         print("wrote benchmarks/RESULTS.md (## lifecycle)")
