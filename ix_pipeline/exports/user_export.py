@@ -193,6 +193,7 @@ def canvas_rollup_sql(where: str) -> str:
 
 def canvas_entries_sql(where: str) -> str:
     source = "visible_canvas_interactions"
+    variation_names = _event_names(source, "canvas_variation_name", where, "canvas_variation_id")
     return f"""
       SELECT r.*, coalesce(ci.name, en.name) AS name,
              coalesce(vc.name, vn.name) AS variation_name
@@ -203,7 +204,7 @@ def canvas_entries_sql(where: str) -> str:
       LEFT JOIN item_components vc
         ON vc.item_id = r.item_id AND vc.component_type = 'canvas_variation'
        AND vc.component_id = r.variation_id
-      LEFT JOIN {_event_names(source, "canvas_variation_name", where, "canvas_variation_id")} AS vn
+      LEFT JOIN {variation_names} AS vn
         ON vn.item_id = r.item_id AND vn.canvas_variation_id = r.variation_id"""  # noqa: S608
 
 

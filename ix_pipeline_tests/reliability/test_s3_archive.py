@@ -78,9 +78,8 @@ def test_expiry_and_restore_round_trip_through_the_bucket(
     assert expired.rows_archived == sum(len(r) for r in before.values()) == expired.rows_deleted
     for item_id, rows in before.items():
         assert rows_of(settings, item_id) == []
-        assert (
-            archived_rows(settings, item_id, s3_archive(settings)) == rows
-        )  # every column, every row
+        # Every column, every row.
+        assert archived_rows(settings, item_id, s3_archive(settings)) == rows
     assert_archive_is_in_the_bucket(s3, s3_prefix, settings)
     assert_invariants(settings)  # reads the archive via the same environment
 
