@@ -114,8 +114,10 @@ def _day(ts: datetime) -> str:
 def add_calendar_months(ts: datetime, months: int) -> datetime:
     """``ts`` plus ``months`` calendar months, same time of day, clamped to the month's end.
 
-    2025-01-31T10:00Z + 3 → 2025-04-30T10:00Z; 2023-11-30 + 3 → 2024-02-29.
+    2025-01-31T10:00Z + 3 → 2025-04-30T10:00Z; 2023-11-30 + 3 → 2024-02-29. The months are
+    counted in UTC: the same instant written as +02:00 must not fall on another day.
     """
+    ts = _require_aware(ts, "ts")
     month_index = ts.year * 12 + (ts.month - 1) + months
     year, month0 = divmod(month_index, 12)
     month = month0 + 1
@@ -279,10 +281,11 @@ def _decide(item: ItemFacts, exempt_by: tuple[str, ...], as_of: datetime) -> Dec
         )
 
     if as_of < LEGACY_POLICY_END:
+        # Rule 9: the date is the first instant the item can expire, never one in the past.
         return not_eligible(
             f"as of {_day(as_of)} the pre-2024 policy applies: nothing expires before "
             f"{_day(LEGACY_POLICY_END)} ({since}, three months pass on {_iso(three_months)})",
-            three_months,
+            max(three_months, LEGACY_POLICY_END),
         )
 
     if as_of < three_months:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
@@ -101,6 +101,18 @@ def test_add_calendar_months_keeps_microseconds_and_zone() -> None:
     got = add_calendar_months(utc(2025, 1, 31, 10, 0, 0) + timedelta(microseconds=5), 3)
     assert got == utc(2025, 4, 30, 10) + timedelta(microseconds=5)
     assert got.tzinfo is UTC
+
+
+def test_add_calendar_months_counts_in_utc_whatever_the_offset() -> None:
+    # 2024-11-29T23:00Z is the 30th at +02:00: counted there, it would clamp to Feb 27th 23:00Z.
+    same_instant = datetime(2024, 11, 30, 1, tzinfo=timezone(timedelta(hours=2)))
+    assert add_calendar_months(same_instant, 3) == utc(2025, 2, 28, 23)
+    assert add_calendar_months(same_instant, 3).tzinfo is UTC
+
+
+def test_add_calendar_months_refuses_a_naive_time() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        add_calendar_months(datetime(2025, 1, 31, 10), 3)
 
 
 @given(
@@ -332,7 +344,20 @@ def test_nothing_expires_before_2024(as_of: datetime) -> None:
     d = decide(facts, [], as_of)
     assert not d.eligible
     assert "pre-2024 policy" in d.reason
+    assert d.expires_at == LEGACY_POLICY_END  # its three months passed long ago
     assert decide(facts, [], LEGACY_POLICY_END).eligible
+
+
+def test_before_2024_no_item_is_listed_as_expiring_soon() -> None:
+    as_of = utc(2023, 10, 1, 2)
+    overdue = decide(item(stopped_at=utc(2023, 6, 1)), [], as_of)
+    assert overdue.expires_at == LEGACY_POLICY_END
+    assert expiring_within([overdue], as_of, 7) == []
+
+
+def test_before_2024_an_item_due_later_keeps_its_own_date() -> None:
+    facts = item(stopped_at=utc(2023, 11, 15, 9))
+    assert decide(facts, [], utc(2023, 12, 1, 2)).expires_at == utc(2024, 2, 15, 9)
 
 
 @pytest.mark.parametrize(
