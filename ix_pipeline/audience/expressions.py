@@ -63,6 +63,7 @@ __all__ = [
     "Leaf",
     "Not",
     "Target",
+    "check_audience",
     "collect_errors",
     "iter_leaves",
     "parse_audience",
@@ -522,6 +523,7 @@ class _Collector:
         self.consumer_id = consumer_id
         self.stop_at_first = stop_at_first
         self.errors: list[AudienceError] = []
+        self.leaves: list[Leaf] = []  # every filter that parsed, in document order
 
     def add(self, filter_name: str | None, path: str, message: str) -> None:
         error = AudienceError(self.consumer_id, filter_name, path, message)
@@ -593,6 +595,7 @@ def _run(doc: t.Any, out: _Collector) -> Expr | None:
                 fail(parent)
             else:
                 parent.slots[index] = leaf
+                out.leaves.append(leaf)
             continue
         extra = [key for key in node if key != kind]
         if extra:
@@ -657,9 +660,16 @@ def parse_audience(doc: t.Any, *, consumer_id: str) -> Expr:
 
 def collect_errors(doc: t.Any, *, consumer_id: str) -> list[AudienceError]:
     """Every problem in a consumer's ``audience`` document, in document order; [] if valid."""
+    return check_audience(doc, consumer_id=consumer_id)[0]
+
+
+def check_audience(doc: t.Any, *, consumer_id: str) -> tuple[list[AudienceError], tuple[Leaf, ...]]:
+    """Every problem in the document (as ``collect_errors``) and every filter in it that
+    parsed, in document order. A consumer broken in one place still names items by ID in the
+    others, and those names exempt the items (rule 3) as if the rest were well formed."""
     out = _Collector(consumer_id, stop_at_first=False)
     _run(doc, out)
-    return out.errors
+    return out.errors, tuple(out.leaves)
 
 
 # --------------------------------------------------------------------------------------------

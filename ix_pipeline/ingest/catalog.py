@@ -22,10 +22,10 @@ from typing import Any
 import duckdb
 
 from ix_pipeline.audience.expressions import (
+    All,
     AudienceError,
     ItemInfo,
-    collect_errors,
-    parse_audience,
+    check_audience,
     references,
     validate_references,
 )
@@ -364,12 +364,13 @@ def rebuild_catalog_tables(con: duckdb.DuckDBPyConnection, report: CatalogReport
             continue
         audience = d.get("audience")
         active = is_active(d)
-        errors: list[AudienceError] = collect_errors(audience, consumer_id=d["id"])
-        refs = []
-        if not errors:
-            expr = parse_audience(audience, consumer_id=d["id"])
-            errors = validate_references(expr, consumer_id=d["id"], known_items=known)
-            refs = references(expr)
+        errors: list[AudienceError]
+        errors, leaves = check_audience(audience, consumer_id=d["id"])
+        # The filters that parsed, even when others did not: their ID references still
+        # exempt (rule 3), and the catalog's errors name every problem at once.
+        well_formed = All(leaves)
+        errors += validate_references(well_formed, consumer_id=d["id"], known_items=known)
+        refs = references(well_formed)
         by_path = {e.path: str(e) for e in errors}
         for r in refs:
             reference_rows.append((

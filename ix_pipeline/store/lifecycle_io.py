@@ -46,12 +46,15 @@ def load_item_facts(con: duckdb.DuckDBPyConnection) -> list[ItemFacts]:
 
 
 def load_id_references(con: duckdb.DuckDBPyConnection) -> list[IdReference]:
-    """By-ID references to catalog items; tag references are left out on purpose (rule 4)."""
+    """By-ID references to catalog items; tag references are left out on purpose (rule 4).
+
+    A reference names an item only through a filter of the item's own type: a campaign filter
+    given a Canvas's ID reads no data of that Canvas, so it neither exempts nor restores it."""
     rows = con.execute(
         """SELECT r.consumer_id, r.consumer_type, r.consumer_active, r.item_id,
                   coalesce(ic.component_type, 'item'), r.filter
            FROM filter_references r
-           JOIN catalog_items c ON c.id = r.item_id
+           JOIN catalog_items c ON c.id = r.item_id AND c.type = r.item_type
            LEFT JOIN item_components ic
              ON ic.item_id = r.item_id AND ic.component_id = r.component_id
            WHERE r.ref_by = 'id'"""

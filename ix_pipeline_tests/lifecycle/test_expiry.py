@@ -14,7 +14,14 @@ from ix_pipeline.store import invariants
 from ix_pipeline.store.archive import Archive
 from ix_pipeline.store.hot import hot_connection, registered
 from ix_pipeline.store.schema import INTERACTION_COLUMN_NAMES, ITEM_TYPES
-from ix_pipeline_tests.builders import campaign_event, write_events
+from ix_pipeline_tests.builders import (
+    campaign,
+    campaign_event,
+    canvas,
+    consumer,
+    write_catalog,
+    write_events,
+)
 from ix_pipeline_tests.conftest import archive_of, at, ingest, q
 from ix_pipeline_tests.lifecycle import scenario
 from ix_pipeline_tests.lifecycle.scenario import NIGHT, SEND, rows_of, snapshot
@@ -111,6 +118,31 @@ def test_exemption_by_id_but_not_by_tag_or_inactive_consumer(workspace: Settings
     # seg_keep names cmp_tagref's tag only: a tag reference exempts nothing.
     assert decisions["cmp_tagref"].exempt_by == () and decisions["cmp_tagref"].eligible
     assert decisions["cmp_stop"].exempt_by == ()  # the content card referencing it is inactive
+
+
+def test_an_id_reference_exempts_through_a_filter_of_the_items_own_type_even_next_to_a_typo(
+    settings: Settings,
+) -> None:
+    docs = [
+        campaign("cmp_keep"),
+        canvas("cnv_named_as_campaign"),
+        # One malformed filter (no value) must not cost the well-formed one its exemption.
+        consumer("seg_typo", audience={"all": [
+            {"filter": "received_campaign", "campaign_id": "cmp_keep"},
+            {"filter": "last_received_email", "op": "before"},
+        ]}),
+        # A campaign filter given a Canvas's ID reads none of that Canvas's data.
+        consumer("seg_wrong_type", audience={
+            "filter": "received_campaign", "campaign_id": "cnv_named_as_campaign"}),
+    ]  # fmt: skip
+    cat, _ = ingest(settings, write_catalog(settings.landing, docs))
+    assert cat.invalid_consumers == 2
+    with hot_connection(settings.hot_db, read_only=True) as con:
+        decisions = {d.item_id: d for d in plan_expiry(con, at(NIGHT)).decisions}
+    assert decisions["cmp_keep"].exempt_by == ("seg_typo",)
+    assert not decisions["cmp_keep"].eligible
+    assert decisions["cnv_named_as_campaign"].exempt_by == ()
+    assert decisions["cnv_named_as_campaign"].eligible
 
 
 def test_late_event_for_an_expired_item_stays_invisible_and_moves_next_night(
