@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import duckdb
 import pyarrow as pa
@@ -150,6 +150,9 @@ class Archive:
         table = self.table(item_type)
         pruning = None if item_ids is None else _partitions_of(item_ids)
         files = table.file_uris(file_pruning_predicate=pruning) if table and pruning != [] else []
+        # deltalake percent-encodes the paths it lists (a space as %20); DuckDB opens them as
+        # given, so a data dir named "My Data" would hide every archived file from it.
+        files = [unquote(f) for f in files]
         if not files:
             return ARCHIVE_SCHEMA.empty_table().select(list(columns))
         select = ", ".join(f'"{c}"' for c in columns)

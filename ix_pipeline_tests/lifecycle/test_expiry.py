@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -97,6 +99,17 @@ def test_real_run_moves_exactly_the_dry_run_items_and_rows_arrive_intact(
     assert_invariants(workspace)
     again = expire(workspace, NIGHT)
     assert again.expired == [] and again.rows_archived == 0
+
+
+def test_an_archive_under_a_path_with_a_space_and_an_accent_expires_and_verifies(
+    workspace: Settings, tmp_path: Path
+) -> None:
+    # deltalake lists such files percent-encoded; DuckDB must still find them.
+    elsewhere = replace(workspace, archive_uri=str(tmp_path / "My Data é" / "archive"))
+    hot_before = rows_of(elsewhere, "cmp_stop")
+    assert "cmp_stop" in expire(elsewhere, NIGHT).expired
+    assert archived_rows(elsewhere, "cmp_stop") == hot_before
+    assert_invariants(elsewhere)
 
 
 def test_boundary_one_second_before_and_exactly_at(workspace: Settings) -> None:
