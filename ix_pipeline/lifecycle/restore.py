@@ -115,11 +115,13 @@ def plan_restore(con: duckdb.DuckDBPyConnection, request: RestoreRequest) -> Res
         if item_id in seen:
             continue
         seen.add(item_id)
-        state = items[item_id][1]
-        if state in ("expired", "restoring"):
-            plan.to_restore.append((item_id, item_type))  # type: ignore[arg-type]
-        elif state == "legacy_deleted":
+        _, state, legacy_deleted = items[item_id]
+        # A tag may match an item the catalog has since flagged as deleted under the old
+        # policy (ids were refused above): the catalog is the authority on rule 9.
+        if legacy_deleted or state == "legacy_deleted":
             plan.notes.append(f"{item_id} skipped: {LEGACY_POLICY_TEXT}")
+        elif state in ("expired", "restoring"):
+            plan.to_restore.append((item_id, item_type))  # type: ignore[arg-type]
         else:
             plan.already_hot.append(item_id)
     return plan

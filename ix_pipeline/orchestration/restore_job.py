@@ -35,8 +35,9 @@ def restore_items(
 ) -> dict[str, Any]:
     started = time.monotonic()
     request = RestoreRequest(
-        campaign_ids=tuple(i.strip() for i in config.campaign_ids),
-        canvas_ids=tuple(i.strip() for i in config.canvas_ids),
+        # Taken as typed: the catalog's ids may carry spaces, and "cmp_a " is not "cmp_a".
+        campaign_ids=tuple(config.campaign_ids),
+        canvas_ids=tuple(config.canvas_ids),
         tags=tuple(config.tags),
     )
     to = config.requested_by.strip() or mail.default_to

@@ -94,6 +94,24 @@ def test_legacy_deleted_item_is_refused_naming_the_policy(expired: Expired) -> N
         restore(settings, campaign_ids=("cmp_old",))
 
 
+def test_a_tag_never_restores_an_item_the_catalog_flags_as_deleted_under_the_old_policy(
+    expired: Expired,
+) -> None:
+    settings, _ = expired
+    # cmp_stop expired under today's policy; a later catalog says its data was deleted.
+    with hot_connection(settings.hot_db) as con:
+        con.execute(
+            "UPDATE catalog_items SET interaction_data_deleted_at = TIMESTAMPTZ '2023-01-01 00:00:00+00' "
+            "WHERE id = 'cmp_stop'"
+        )
+    result = restore(settings, tags=("promo",))
+    assert result.restored == ["cnv_stop"]
+    assert any(n.startswith("cmp_stop skipped") and "pre-2024" in n for n in result.notes)
+    assert q(settings, "SELECT state FROM item_lifecycle WHERE item_id = 'cmp_stop'") == [
+        ("expired",)
+    ]
+
+
 @pytest.mark.parametrize("request_", [{}, {"tags": ("",)}, {"tags": ("   ",)}])
 def test_empty_requests_are_refused(expired: Expired, request_: dict[str, tuple[str, ...]]) -> None:
     settings, _ = expired

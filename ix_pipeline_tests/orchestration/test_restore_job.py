@@ -8,9 +8,10 @@ import pytest
 
 from ix_pipeline.definitions import build_defs
 from ix_pipeline.settings import Settings, load_settings
-from ix_pipeline_tests.conftest import q
+from ix_pipeline_tests.builders import campaign, campaign_event, write_catalog, write_events
+from ix_pipeline_tests.conftest import ingest, q
 from ix_pipeline_tests.lifecycle import scenario
-from ix_pipeline_tests.lifecycle.scenario import NIGHT
+from ix_pipeline_tests.lifecycle.scenario import NIGHT, SEND
 from ix_pipeline_tests.lifecycle.test_expiry import expire
 from ix_pipeline_tests.smtp import smtp_server
 
@@ -59,6 +60,24 @@ def test_success_mail_lists_items_and_rows(
     assert "cmp_stop: 11 rows" in body and "cnv_stop: 11 rows" in body and "Duration" in body
     assert q(expired, "SELECT state FROM item_lifecycle WHERE item_id = 'cmp_stop'") == [("hot",)]
     assert SECRET not in logs and SECRET not in run_config and SECRET not in body
+
+
+def test_the_job_restores_the_item_named_not_one_whose_id_differs_by_a_space(
+    settings: Settings,
+) -> None:
+    write_catalog(settings.landing / "catalog", [campaign("cmp_a"), campaign("cmp_a ")])
+    write_events(settings.landing / "currents", SEND,
+                 [campaign_event("cmp_a", "u1"), campaign_event("cmp_a ", "u2")])  # fmt: skip
+    ingest(settings)
+    assert sorted(expire(settings, NIGHT).expired) == ["cmp_a", "cmp_a "]
+    with dg.instance_for_test() as instance:
+        result = run_restore(settings, instance, campaign_ids=["cmp_a "])
+    assert result.success
+    assert result.output_for_node("restore_items")["restored"] == ["cmp_a "]
+    assert dict(q(settings, "SELECT item_id, state FROM item_lifecycle")) == {
+        "cmp_a": "expired",
+        "cmp_a ": "hot",
+    }
 
 
 def test_failure_mail_says_why_and_the_run_fails(
