@@ -18,9 +18,12 @@ class RestoreNeed:
     item_type: str
     consumers: tuple[str, ...]  # active consumers referencing it by ID
     reactivated: bool  # the item itself is active again
+    interrupted: bool = False  # still marked `restoring`, with no restore running
 
     @property
     def reason(self) -> str:
+        if self.interrupted:
+            return f"{self.item_id}'s restore stopped halfway; its data is invisible until resumed"
         parts = []
         if self.consumers:
             parts.append(f"referenced by ID from active {', '.join(self.consumers)}")
@@ -30,15 +33,25 @@ class RestoreNeed:
 
 
 def restores_needed(decisions: Iterable[Decision], facts: Iterable[ItemFacts]) -> list[RestoreNeed]:
-    """Expired items that an active consumer references by ID, or that were resumed.
+    """Expired items that an active consumer references by ID, or that were resumed, and
+    restores that stopped halfway.
 
     Without a restore they would retarget nobody (the platform refuses to launch them).
-    Items being restored already are left alone: their restore is under way.
+    A restore holds the hot store from its `restoring` mark to its end, so whoever can read
+    the store and still finds an item `restoring` is looking at a restore that died: its data
+    stays invisible until a restore is run again, which converges (ARCHITECTURE.md).
     """
     status = {f.item_id: f.status for f in facts}
     needs = [
-        RestoreNeed(d.item_id, d.item_type, d.exempt_by, status.get(d.item_id) == "active")
+        RestoreNeed(
+            d.item_id,
+            d.item_type,
+            d.exempt_by,
+            status.get(d.item_id) == "active",
+            interrupted=d.state == "restoring",
+        )
         for d in decisions
-        if d.state == "expired" and (d.exempt_by or status.get(d.item_id) == "active")
+        if d.state == "restoring"
+        or (d.state == "expired" and (d.exempt_by or status.get(d.item_id) == "active"))
     ]
     return sorted(needs, key=lambda n: n.item_id)

@@ -96,10 +96,11 @@ def catalog_sensor(
                                       tags={"ix/trigger": "catalog_sensor"}))  # fmt: skip
     if needs and catalog_policy.auto_restore:
         expired_at = {f.item_id: str(f.expired_at) for f in facts}
-        # Keyed by item and expiry time: a need seen again while its restore is pending maps to
-        # the same key, but the same item expiring again later is a new need.
+        # Keyed by item, expiry time and whether a restore already stopped halfway: a need seen
+        # again while its restore is pending maps to the same key; the same item expiring again
+        # later is a new need, and so is its restore dying (resumed once, not in a loop).
         key = hashlib.sha256(
-            json.dumps([(n.item_id, expired_at[n.item_id]) for n in needs]).encode()
+            json.dumps([(n.item_id, expired_at[n.item_id], n.interrupted) for n in needs]).encode()
         ).hexdigest()[:16]
         if key != cursor.get("restore"):
             config = {

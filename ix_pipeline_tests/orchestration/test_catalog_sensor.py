@@ -12,13 +12,15 @@ import dagster as dg
 import pytest
 
 from ix_pipeline.definitions import build_defs, build_resources
+from ix_pipeline.faults import FAULT_EXIT_CODE
 from ix_pipeline.orchestration.sensors import catalog_sensor
 from ix_pipeline.settings import Settings, load_settings
 from ix_pipeline_tests.builders import campaign, consumer, write_catalog
 from ix_pipeline_tests.conftest import ingest
 from ix_pipeline_tests.lifecycle import scenario
 from ix_pipeline_tests.lifecycle.scenario import NIGHT
-from ix_pipeline_tests.lifecycle.test_expiry import expire
+from ix_pipeline_tests.lifecycle.test_expiry import assert_invariants, expire
+from ix_pipeline_tests.test_cli import ix
 
 
 def tick(
@@ -128,6 +130,26 @@ def test_the_requested_restore_runs_and_the_need_is_gone(expired: Settings) -> N
         assert "Restored automatically" in eml.read_text() and "seg_need" in eml.read_text()
         again, _ = tick(expired, instance, cursor)
         assert restore_requests(again) == []
+
+
+def test_a_restore_that_died_halfway_is_resumed_once(expired: Settings) -> None:
+    crashed = ix(
+        expired, "restore", "--campaign", "cmp_stop", fault="restore.mid_copy", check=False
+    )
+    assert crashed.returncode == FAULT_EXIT_CODE
+    defs = build_defs(expired)
+    with dg.instance_for_test() as instance:
+        result, cursor = tick(expired, instance)
+        [request] = restore_requests(result)
+        assert request.run_config["ops"]["restore_items"]["config"]["campaign_ids"] == ["cmp_stop"]
+        assert "stopped halfway" in request.tags["ix/reason"]
+        run = defs.resolve_job_def("restore_interaction_data").execute_in_process(
+            run_config=request.run_config, instance=instance, tags=request.tags
+        )
+        assert run.success and run.output_for_node("restore_items")["restored"] == ["cmp_stop"]
+        again, _ = tick(expired, instance, cursor)
+        assert restore_requests(again) == []
+    assert_invariants(expired)
 
 
 def test_auto_restore_off_requests_nothing_and_the_blocking_check_names_the_consumer(
