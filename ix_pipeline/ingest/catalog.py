@@ -33,6 +33,7 @@ from ix_pipeline.ingest.currents import safe_event_id
 from ix_pipeline.ingest.quarantine import Quarantine, Rejected
 from ix_pipeline.store.events import FileRecord, QuarantineEntry, pending_files
 from ix_pipeline.store.hot import insert_rows, transaction
+from ix_pipeline.store.lifecycle_io import Transition, hot_row_counts, write_audit
 
 DOCUMENT_TYPES = ("campaign", "canvas", "segment", "content_card")
 ITEM_TYPES = ("campaign", "canvas")
@@ -281,7 +282,7 @@ def ingest_catalog(
                  json.dumps(doc), source, now],
             )  # fmt: skip
         report.documents_loaded = len(winners)
-        rebuild_catalog_tables(con, report)
+        rebuild_catalog_tables(con, report, run_id)
         for f in files:
             con.execute(
                 "INSERT OR REPLACE INTO ingested_files VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
@@ -322,7 +323,9 @@ def is_active(doc: Mapping[str, Any]) -> bool:
     return doc.get("status", "active") == "active"
 
 
-def rebuild_catalog_tables(con: duckdb.DuckDBPyConnection, report: CatalogReport) -> None:
+def rebuild_catalog_tables(
+    con: duckdb.DuckDBPyConnection, report: CatalogReport, run_id: str
+) -> None:
     """Derived tables from every current document: items, components, consumers, references."""
     docs = [
         json.loads(row[0])
@@ -407,12 +410,31 @@ def rebuild_catalog_tables(con: duckdb.DuckDBPyConnection, report: CatalogReport
            FROM catalog_items c WHERE NOT EXISTS (SELECT 1 FROM item_lifecycle l WHERE l.item_id = c.id)""",
         [now],
     )
-    con.execute(
-        """UPDATE item_lifecycle SET state = 'legacy_deleted', updated_at = ?
-           FROM catalog_items c WHERE c.id = item_lifecycle.item_id
-           AND c.interaction_data_deleted_at IS NOT NULL AND item_lifecycle.state = 'hot'""",
-        [now],
-    )
+    # A hot item the catalog now flags as deleted under the old policy: its rows turn
+    # invisible, a transition like any other, so the audit log says when and why.
+    flagged = con.execute(
+        """SELECT l.item_id, l.item_type FROM item_lifecycle l
+           JOIN catalog_items c ON c.id = l.item_id
+           WHERE c.interaction_data_deleted_at IS NOT NULL AND l.state = 'hot' ORDER BY 1"""
+    ).fetchall()
+    if flagged:
+        ids = [item_id for item_id, _ in flagged]
+        hot_rows = {item_type: hot_row_counts(con, item_type, ids) for item_type in ITEM_TYPES}
+        con.execute(
+            """UPDATE item_lifecycle SET state = 'legacy_deleted', updated_at = ?
+               WHERE item_id IN (SELECT unnest(?))""",
+            [now, ids],
+        )
+        write_audit(
+            con,
+            [
+                Transition(item_id, item_type, "hot", "legacy_deleted",
+                           hot_rows[item_type].get(item_id, 0),
+                           "the catalog marks its data deleted under the pre-2024 policy")
+                for item_id, item_type in flagged
+            ],
+            as_of=now, run_id=run_id, actor="ingest_catalog",
+        )  # fmt: skip
     report.items = len(item_rows)
     report.consumers = len(consumer_rows)
     report.references = len(reference_rows)

@@ -8,8 +8,16 @@ import pytest
 
 from ix_pipeline.audience.expressions import FILTERS
 from ix_pipeline.settings import Settings
-from ix_pipeline_tests.builders import campaign, canvas, consumer, write_catalog
+from ix_pipeline_tests.builders import (
+    campaign,
+    campaign_event,
+    canvas,
+    consumer,
+    write_catalog,
+    write_events,
+)
 from ix_pipeline_tests.conftest import ingest, q
+from ix_pipeline_tests.lifecycle.scenario import SEND
 
 # One valid leaf per filter name in FORMATS.md §2, against the items of BASE.
 VALID_LEAVES: dict[str, dict] = {
@@ -189,3 +197,22 @@ def test_legacy_deleted_items_start_in_their_terminal_state(settings: Settings) 
     assert q(settings, "SELECT item_id, state FROM item_lifecycle ORDER BY 1") == [
         ("cmp_a", "hot"), ("cmp_old", "legacy_deleted"), ("cnv_a", "hot")
     ]  # fmt: skip
+
+
+def test_a_hot_item_later_flagged_as_legacy_deleted_is_audited(settings: Settings) -> None:
+    folder = settings.landing / "catalog"
+    write_catalog(folder, [campaign("cmp_a", updated_at="2025-03-01T00:00:00Z")])
+    write_events(settings.landing / "currents", SEND,
+                 [campaign_event("cmp_a", "u1"), campaign_event("cmp_a", "u2")])  # fmt: skip
+    ingest(settings)
+    flagged = campaign(
+        "cmp_a", deleted_at="2023-02-01T00:00:00Z", updated_at="2025-04-01T00:00:00Z"
+    )
+    write_catalog(folder, [flagged])
+    ingest(settings)
+    assert q(settings, "SELECT state FROM item_lifecycle") == [("legacy_deleted",)]
+    [(from_state, to_state, rows, actor, reason)] = q(
+        settings, "SELECT from_state, to_state, rows, actor, reason FROM lifecycle_audit"
+    )
+    assert (from_state, to_state, rows, actor) == ("hot", "legacy_deleted", 2, "ingest_catalog")
+    assert "pre-2024" in reason
