@@ -26,6 +26,7 @@ from ix_pipeline.exports.user_export import (
     canvas_steps_sql,
     iso,
 )
+from ix_pipeline.store.schema import INVISIBLE_STATES
 
 __all__ = [
     "CAMPAIGN_COLUMNS",
@@ -36,6 +37,7 @@ __all__ = [
     "UnknownItem",
     "export_item_csv",
     "item_csv_sql",
+    "items_not_exportable",
 ]
 
 CAMPAIGN_COLUMNS: tuple[str, ...] = (
@@ -117,6 +119,18 @@ def item_csv_sql(item_type: str) -> str:
                  FROM ({canvas_steps_sql(where)}) GROUP BY user_id) AS st
         ON st.user_id = e.user_id
       ORDER BY e.user_id"""  # noqa: S608
+
+
+def items_not_exportable(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Items whose data no export may show now: expired, being restored, or deleted under the
+    pre-2024 policy (the same items `_check_item` refuses)."""
+    rows = con.execute(
+        """SELECT c.id FROM catalog_items c LEFT JOIN item_lifecycle l ON l.item_id = c.id
+           WHERE c.interaction_data_deleted_at IS NOT NULL OR l.state IN (SELECT unnest(?))
+           ORDER BY 1""",
+        [list(INVISIBLE_STATES)],
+    ).fetchall()
+    return [item_id for (item_id,) in rows]
 
 
 def export_item_csv(con: duckdb.DuckDBPyConnection, item_id: str, out_path: Path) -> int:

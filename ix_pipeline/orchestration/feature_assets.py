@@ -11,7 +11,7 @@ import dagster as dg
 from pydantic import Field
 
 from ix_pipeline.audience.evaluate import AudienceRefused, evaluate_consumer
-from ix_pipeline.exports.item_csv import ItemExportError, export_item_csv
+from ix_pipeline.exports.item_csv import ItemExportError, export_item_csv, items_not_exportable
 from ix_pipeline.exports.user_export import export_users
 from ix_pipeline.orchestration.resources import HotStoreResource, LandingResource
 from ix_pipeline.store.hot import insert_rows
@@ -113,6 +113,14 @@ def item_csv_exports(
                 )
             except ItemExportError as exc:
                 skipped[item_id] = str(exc)
+        # Downstream jobs read this folder: a CSV written while an item was hot must go when
+        # its data expires, or the folder would still show what the item's expiry hides.
+        removed = []
+        for item_id in items_not_exportable(con):
+            stale = folder / export_file_name(item_id, ".csv")
+            if stale.exists():
+                stale.unlink()
+                removed.append(item_id)
     preview = "\n".join(
         ["| item | rows |", "|---|---|", *[f"| {k} | {v} |" for k, v in list(rows.items())[:30]]]
     )
@@ -120,6 +128,7 @@ def item_csv_exports(
         "files": len(rows), "rows": sum(rows.values()), "skipped": len(skipped),
         "folder": dg.MetadataValue.path(str(folder)), "preview": dg.MetadataValue.md(preview),
         "skipped_items": dg.MetadataValue.json(skipped),
+        "removed_files_of_hidden_items": len(removed),
     })  # fmt: skip
 
 
