@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any as AnyValue
 
 import duckdb
@@ -80,6 +80,7 @@ _CAMPAIGNS = "visible_campaign_interactions"
 _CANVASES = "visible_canvas_interactions"
 _UNIVERSE = "SELECT user_id FROM user_summaries"
 _NOBODY = "SELECT user_id FROM user_summaries WHERE false"
+_EARLIEST_EPOCH = datetime(1, 1, 1, tzinfo=UTC).timestamp()
 _DAY_SECONDS = 86_400.0
 
 
@@ -123,10 +124,11 @@ def _threshold(op: str, value: AnyValue, as_of: datetime) -> tuple[str, float]:
         return "<", parse_timestamp(value).timestamp()
     if op == "after":
         return ">", parse_timestamp(value).timestamp()
-    if op == "more_than_days_ago":
-        return "<", _epoch(as_of) - float(value) * _DAY_SECONDS
-    if op == "less_than_days_ago":
-        return ">", _epoch(as_of) - float(value) * _DAY_SECONDS
+    if op in ("more_than_days_ago", "less_than_days_ago"):
+        # Any count of days is valid; clamped to the years a timestamp holds (0001-9999), it
+        # still compares the same with every real event time, and DuckDB can convert it.
+        since = max(_EARLIEST_EPOCH, _epoch(as_of) - float(value) * _DAY_SECONDS)
+        return ("<" if op == "more_than_days_ago" else ">"), since
     raise ValueError(f"unknown time comparison {op!r}")
 
 

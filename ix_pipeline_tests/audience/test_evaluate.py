@@ -156,6 +156,11 @@ GOLDEN: tuple[tuple[str, t.Any, set[str]], ...] = (
     ("last_any_ever", {"filter": "last_received_any"}, {"u1", "u2", "u4", "u5", "u6", "u8"}),
     ("last_any_more", {"filter": "last_received_any", "op": "more_than_days_ago", "value": 30},
      {"u4", "u8"}),
+    # A count of days past the years a timestamp holds: everyone ever, and nobody.
+    ("last_any_less_huge", {"filter": "last_received_any", "op": "less_than_days_ago",
+                            "value": 1e9}, {"u1", "u2", "u4", "u5", "u6", "u8"}),
+    ("last_any_more_huge", {"filter": "last_received_any", "op": "more_than_days_ago",
+                            "value": 1e9}, set()),
     ("last_email", {"filter": "last_received_email"}, {"u1", "u2", "u8"}),
     ("last_push", {"filter": "last_received_push"}, {"u1", "u2", "u5"}),
     ("last_push_before", {"filter": "last_received_push", "op": "before", "value": TS_MAR_1},
