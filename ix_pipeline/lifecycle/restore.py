@@ -21,6 +21,7 @@ from ix_pipeline.store.lifecycle_io import (
     check_restored,
     compare_and_set,
     copy_archived_rows_to_hot,
+    rows_moved_by_last_expiry,
 )
 from ix_pipeline.store.schema import ItemType
 
@@ -139,6 +140,7 @@ def run_restore(
 ) -> RestoreResult:
     started = time.monotonic()
     result = RestoreResult(already_hot=list(plan.already_hot), notes=list(plan.notes))
+    _refuse_an_archive_missing_rows(con, archive, plan)
     chunks: list[tuple[ItemType, list[str]]] = []
     for item_type in ("campaign", "canvas"):
         ids = [i for i, t in plan.to_restore if t == item_type]
@@ -149,6 +151,30 @@ def run_restore(
             progress(done, len(chunks))
     result.seconds = time.monotonic() - started
     return result
+
+
+def _refuse_an_archive_missing_rows(
+    con: duckdb.DuckDBPyConnection, archive: Archive, plan: RestorePlan
+) -> None:
+    """Refuse, before any change, items whose archive holds fewer rows than their last expiry
+    moved there. Restoring from the wrong archive (a mistyped IX_ARCHIVE_URI, a bucket not
+    mounted) would otherwise copy nothing, mark the items hot and leave their data out of
+    reach: a second restore would only answer "already hot"."""
+    moved = rows_moved_by_last_expiry(con, [i for i, _ in plan.to_restore])
+    short = []
+    for item_type in ("campaign", "canvas"):
+        ids = [i for i, t in plan.to_restore if t == item_type and moved.get(i, (0,))[0] > 0]
+        for item_id, have in archive.logged_rows(item_type, ids).items():
+            want, when = moved[item_id]
+            if have is not None and have < want:
+                short.append(
+                    f"{item_id} ({have} of the {want} rows its expiry on {when:%Y-%m-%d} moved)"
+                )
+    if short:
+        raise RestoreRefused(
+            f"the archive at {archive.uri} lacks rows of {bounded_list(short)}; "
+            "is IX_ARCHIVE_URI the archive these items expired to? Nothing was restored"
+        )
 
 
 def _restore_chunk(

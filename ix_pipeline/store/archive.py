@@ -167,6 +167,23 @@ class Archive:
             rows = rows.join(con.from_arrow(pa.table({"id": except_ids})), "id", how="anti")
         return rows
 
+    def logged_rows(self, item_type: ItemType, item_ids: Sequence[str]) -> dict[str, int | None]:
+        """Per item, the rows the Delta log counts in its partition (any item sharing the key
+        included), read from the log alone; None where a file was written without counts."""
+        table = self.table(item_type)
+        if table is None:
+            return dict.fromkeys(item_ids, 0)
+        actions = pa.table(table.get_add_actions(flatten=True))
+        counts: dict[str, int | None] = {}
+        for key, rows in zip(
+            actions["partition.item_key"].to_pylist(),
+            actions["num_records"].to_pylist(),
+            strict=True,
+        ):
+            known = counts.get(key, 0)
+            counts[key] = None if known is None or rows is None else known + rows
+        return {i: counts.get(item_key(i), 0) for i in item_ids}
+
     def holds_rows_of(self, item_type: ItemType, item_ids: Iterable[str]) -> bool:
         """Whether any of the items has rows in the archive, from the Delta log alone."""
         table, pruning = self.table(item_type), _partitions_of(item_ids)

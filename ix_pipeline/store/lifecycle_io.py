@@ -62,6 +62,19 @@ def load_id_references(con: duckdb.DuckDBPyConnection) -> list[IdReference]:
     return [IdReference(*row) for row in rows]
 
 
+def rows_moved_by_last_expiry(
+    con: duckdb.DuckDBPyConnection, item_ids: Sequence[str]
+) -> dict[str, tuple[int, datetime]]:
+    """Per item, the rows its latest expiry deleted from the hot store (after checking that
+    the archive held each of them) and when."""
+    rows = con.execute(
+        """SELECT item_id, arg_max(rows, logged_at), max(logged_at) FROM lifecycle_audit
+           WHERE to_state = 'expired' AND item_id IN (SELECT unnest(?)) GROUP BY item_id""",
+        [list(item_ids)],
+    ).fetchall()
+    return {item_id: (int(n), at) for item_id, n, at in rows}
+
+
 def row_counts(con: duckdb.DuckDBPyConnection, item_type: ItemType) -> dict[str, int]:
     table = interaction_table(item_type)
     return dict(con.execute(f"SELECT item_id, count(*) FROM {table} GROUP BY item_id").fetchall())  # noqa: S608

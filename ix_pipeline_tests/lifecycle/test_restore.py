@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from ix_pipeline.lifecycle.restore import (
     run_restore,
 )
 from ix_pipeline.settings import Settings
+from ix_pipeline.store.archive import Archive
 from ix_pipeline.store.hot import hot_connection, transaction
 from ix_pipeline.store.lifecycle_io import compare_and_set, copy_archived_rows_to_hot
 from ix_pipeline_tests.conftest import archive_of, at, q
@@ -86,6 +88,21 @@ def test_unknown_ids_are_refused_all_at_once_and_nothing_changes(expired: Expire
     # cnv_stop: a Canvas id given as a campaign.
     assert "cmp_nope" in text and "cnv_zzz" in text and "cnv_stop" in text
     assert snapshot(settings) == before
+
+
+def test_a_restore_from_an_archive_lacking_the_items_rows_is_refused_and_changes_nothing(
+    expired: Expired, tmp_path: Path
+) -> None:
+    settings, _ = expired
+    before = snapshot(settings)
+    elsewhere = Archive(str(tmp_path / "not-the-archive"))
+    with hot_connection(settings.hot_db) as con:
+        plan = plan_restore(con, RestoreRequest(campaign_ids=("cmp_stop",)))
+        with pytest.raises(RestoreRefused, match="not-the-archive lacks rows of cmp_stop") as err:
+            run_restore(con, elsewhere, plan, at(RESTORED_AT), "test-restore")
+    assert "0 of the 11 rows" in str(err.value)
+    assert snapshot(settings) == before
+    assert sorted(restore(settings, campaign_ids=("cmp_stop",)).restored) == ["cmp_stop"]
 
 
 def test_legacy_deleted_item_is_refused_naming_the_policy(expired: Expired) -> None:
