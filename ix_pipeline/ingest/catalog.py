@@ -105,7 +105,16 @@ def parse_time(value: Any, field_name: str) -> datetime | None:
         raise BadDocument(
             f"field {field_name} is not an ISO-8601 timestamp: {value[:60]!r}"
         ) from exc
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        # A valid timestamp at the calendar's edge can leave it once its offset is applied
+        # (0001-01-01T00:00:00+01:00 falls before year 1 in UTC).
+        raise BadDocument(
+            f"field {field_name} is out of range once converted to UTC: {value[:60]!r}"
+        ) from None
 
 
 def check_document(doc: Any) -> dict[str, Any]:
@@ -159,6 +168,14 @@ def check_document(doc: Any) -> dict[str, Any]:
             ):
                 raise BadDocument(
                     f"document {doc_id}: field {key} must be a list of objects with an id"
+                )
+        for index, step in enumerate(doc.get("steps") or []):
+            messages = step.get("messages")
+            # The derived tables read every step's messages as an object of message variations.
+            if messages is not None and not isinstance(messages, dict):
+                raise BadDocument(
+                    f"document {doc_id}: field steps[{index}].messages must be an object, "
+                    f"found {_json_word(messages)}"
                 )
     elif doc.get("status", "active") not in ("active", "inactive"):
         raise BadDocument(

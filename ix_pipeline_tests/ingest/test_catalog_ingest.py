@@ -178,6 +178,28 @@ def test_bad_documents_are_quarantined_and_the_rest_loads(settings: Settings) ->
     assert report.files_quarantined == 1
 
 
+@pytest.mark.parametrize(
+    ("bad", "fragment"),
+    [
+        pytest.param({**campaign("x_bad"), "stopped_at": "0001-01-01T00:00:00+01:00"},
+                     "field stopped_at is out of range once converted to UTC", id="before-year-1"),
+        pytest.param({**campaign("x_bad"), "updated_at": "9999-12-31T23:30:00-01:00"},
+                     "field updated_at is out of range once converted to UTC", id="after-9999"),
+        pytest.param({**canvas("x_bad"), "steps": [{"id": "s1", "name": "S", "messages": ["m1"]}]},
+                     "field steps[0].messages must be an object, found array", id="step-messages"),
+    ],
+)  # fmt: skip
+def test_one_document_the_tables_cannot_hold_is_quarantined_and_the_rest_loads(
+    settings: Settings, bad: dict, fragment: str
+) -> None:
+    write_catalog(settings.landing / "catalog", [*BASE, bad])
+    report, _ = ingest(settings)
+    assert report.documents_quarantined == 1
+    [(reason,)] = q(settings, "SELECT reason FROM quarantine_log")
+    assert reason.startswith("catalog document #2: document x_bad: ") and fragment in reason
+    assert q(settings, "SELECT id FROM catalog_items ORDER BY id") == [("cmp_a",), ("cnv_a",)]
+
+
 def test_deeply_nested_expression_is_an_error_not_a_crash(settings: Settings) -> None:
     deep: dict = {"filter": "hard_bounced"}
     for _ in range(900):
