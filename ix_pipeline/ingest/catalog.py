@@ -284,7 +284,11 @@ def ingest_catalog(
             if pending
             else (known[1] if known else None)
         )
-        if current is not None and updated is not None and updated < current:
+        # Without updated_at a document's age is unknown, so it never replaces a dated one
+        # (an undated "stopped" over a newer "active" would let live data expire); a dated one
+        # replaces an undated one, and between undated ones the later file and position wins,
+        # as between equal dates.
+        if current is not None and (updated is None or updated < current):
             report.documents_stale += 1
             continue
         winners[doc_id] = (source, doc)

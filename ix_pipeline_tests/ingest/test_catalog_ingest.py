@@ -157,6 +157,44 @@ def test_newer_document_replaces_older_and_stale_one_is_ignored(settings: Settin
     assert q(settings, "SELECT status FROM catalog_items") == [("stopped",)]
 
 
+def undated(doc: dict) -> dict:
+    return {key: value for key, value in doc.items() if key != "updated_at"}
+
+
+def test_an_undated_document_never_replaces_a_dated_one(settings: Settings) -> None:
+    folder = settings.landing / "catalog"
+    active = campaign("cmp_a", status="active", stopped_at=None, updated_at="2025-03-01T00:00:00Z")
+    write_catalog(folder, [active])
+    ingest(settings)
+    write_catalog(folder, [undated(campaign("cmp_a", stopped_at="2024-01-31T10:00:00Z"))])
+    report, _ = ingest(settings)
+    assert report.documents_stale == 1
+    assert q(settings, "SELECT status, stopped_at FROM catalog_items") == [("active", None)]
+    # Within one batch too, in either order.
+    write_catalog(folder, [undated(campaign("cmp_b")), {**active, "id": "cmp_b"},
+                           {**active, "id": "cmp_c"}, undated(campaign("cmp_c"))])  # fmt: skip
+    report, _ = ingest(settings)
+    assert report.documents_stale == 1  # cmp_c's; cmp_b's undated one was simply replaced
+    assert q(settings, "SELECT id, status FROM catalog_items ORDER BY id") == [
+        ("cmp_a", "active"), ("cmp_b", "active"), ("cmp_c", "active")
+    ]  # fmt: skip
+
+
+def test_a_dated_document_replaces_an_undated_one_and_the_later_undated_one_wins(
+    settings: Settings,
+) -> None:
+    folder = settings.landing / "catalog"
+    write_catalog(folder, [undated(campaign("cmp_a", status="active", stopped_at=None))])
+    ingest(settings)
+    write_catalog(folder, [undated(campaign("cmp_a", status="stopped"))])
+    ingest(settings)
+    assert q(settings, "SELECT status FROM catalog_items") == [("stopped",)]
+    write_catalog(folder, [campaign("cmp_a", status="archived", updated_at="2020-01-01T00:00:00Z")])
+    report, _ = ingest(settings)
+    assert report.documents_stale == 0
+    assert q(settings, "SELECT status FROM catalog_items") == [("archived",)]
+
+
 def test_bad_documents_are_quarantined_and_the_rest_loads(settings: Settings) -> None:
     folder = settings.landing / "catalog"
     write_catalog(folder, [
