@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -267,6 +268,7 @@ def ingest_catalog(
         for row in con.execute("SELECT id, type, updated_at FROM catalog_documents").fetchall()
     }
     winners: dict[str, tuple[str, dict[str, Any]]] = {}
+    clashes: Counter[str] = Counter()  # documents refused below, by source file
     for source, index, doc in incoming:
         doc_id, doc_type = doc["id"], doc["type"]
         updated = parse_time(doc.get("updated_at"), "updated_at")
@@ -278,6 +280,7 @@ def ingest_catalog(
                 f"catalog document #{index}: id {doc_id} is already a {other_type}, this document says {doc_type}",
                 doc_id, doc))  # fmt: skip
             report.documents_quarantined += 1
+            clashes[source] += 1
             continue
         current = (
             parse_time(pending[1].get("updated_at"), "updated_at")
@@ -292,6 +295,8 @@ def ingest_catalog(
             report.documents_stale += 1
             continue
         winners[doc_id] = (source, doc)
+    # The files' counts were taken as they were read, before these refusals.
+    files = [replace(f, quarantined=f.quarantined + clashes[f.path]) for f in files]
 
     with _json_depth():
         saved = quarantine.save(rejected, file_paths)

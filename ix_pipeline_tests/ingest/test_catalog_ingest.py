@@ -216,6 +216,22 @@ def test_bad_documents_are_quarantined_and_the_rest_loads(settings: Settings) ->
     assert report.files_quarantined == 1
 
 
+def test_documents_refused_over_their_type_count_as_quarantined_in_their_file(
+    settings: Settings,
+) -> None:
+    folder = settings.landing / "catalog"
+    write_catalog(folder, [campaign("x1"), canvas("x1"), campaign("x2")], name="a.json")
+    ingest(settings)
+    write_catalog(folder, [canvas("x2"), canvas("x3")], name="b.json")  # x2 is stored already
+    report, _ = ingest(settings)
+    assert report.documents_quarantined == 1
+    rows = q(settings, "SELECT path, records, stored, quarantined FROM ingested_files ORDER BY 1")
+    assert [(p.rsplit("/", 1)[-1], *counts) for p, *counts in rows] == [
+        ("a.json", 3, 2, 1), ("b.json", 2, 1, 1)
+    ]  # fmt: skip
+    assert q(settings, "SELECT count(*) FROM quarantine_log") == [(2,)]
+
+
 @pytest.mark.parametrize(
     ("bad", "fragment"),
     [
