@@ -118,6 +118,32 @@ def parse_time(value: Any, field_name: str) -> datetime | None:
         ) from None
 
 
+def _check_name(doc_id: str, component: dict[str, Any], where: str) -> None:
+    # Component names are stored as text: an object would be stored as its Python repr.
+    name = component.get("name")
+    if name is not None and not isinstance(name, str):
+        raise BadDocument(
+            f"document {doc_id}: field {where}.name must be a string, found {_json_word(name)}"
+        )
+
+
+def _check_messages(doc_id: str, messages: Any, where: str) -> None:
+    """A campaign's or a step's messages: message variation IDs to objects."""
+    if messages is None:
+        return
+    if not isinstance(messages, dict):
+        raise BadDocument(
+            f"document {doc_id}: field {where} must be an object, found {_json_word(messages)}"
+        )
+    for mv_id, message in messages.items():
+        at = f"{where}.{safe_event_id(mv_id)}"
+        if not isinstance(message, dict):
+            raise BadDocument(
+                f"document {doc_id}: field {at} must be an object, found {_json_word(message)}"
+            )
+        _check_name(doc_id, message, at)
+
+
 def check_document(doc: Any) -> dict[str, Any]:
     """The shape every document must have; unknown extra fields are kept, never fatal."""
     if not isinstance(doc, dict):
@@ -150,6 +176,13 @@ def check_document(doc: Any) -> dict[str, Any]:
         except BadDocument as exc:
             raise BadDocument(f"document {doc_id}: {exc}") from None
     if doc["type"] in ITEM_TYPES:
+        for key in ("archived", "draft", "enabled"):
+            # "false" is a true value in Python: it would store an item as archived, or make
+            # one without a status active.
+            if key in doc and not isinstance(doc[key], bool):
+                raise BadDocument(
+                    f"document {doc_id}: field {key} must be true or false, found {_json_word(doc[key])}"
+                )
         status = doc.get("status", "active" if doc.get("enabled") else "stopped")
         if status not in ITEM_STATUSES:
             raise BadDocument(
@@ -158,9 +191,7 @@ def check_document(doc: Any) -> dict[str, Any]:
         tags = doc.get("tags", [])
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise BadDocument(f"document {doc_id}: field tags must be a list of strings")
-        for key in ("messages",):
-            if doc.get(key) is not None and not isinstance(doc[key], dict):
-                raise BadDocument(f"document {doc_id}: field {key} must be an object")
+        _check_messages(doc_id, doc.get("messages"), "messages")
         for key in ("variants", "steps"):
             value = doc.get(key)
             if value is not None and not (
@@ -170,14 +201,10 @@ def check_document(doc: Any) -> dict[str, Any]:
                 raise BadDocument(
                     f"document {doc_id}: field {key} must be a list of objects with an id"
                 )
+            for index, entry in enumerate(value or []):
+                _check_name(doc_id, entry, f"{key}[{index}]")
         for index, step in enumerate(doc.get("steps") or []):
-            messages = step.get("messages")
-            # The derived tables read every step's messages as an object of message variations.
-            if messages is not None and not isinstance(messages, dict):
-                raise BadDocument(
-                    f"document {doc_id}: field steps[{index}].messages must be an object, "
-                    f"found {_json_word(messages)}"
-                )
+            _check_messages(doc_id, step.get("messages"), f"steps[{index}].messages")
     elif doc.get("status", "active") not in ("active", "inactive"):
         raise BadDocument(
             f"document {doc_id}: field status must be active or inactive, found {doc.get('status')!r}"

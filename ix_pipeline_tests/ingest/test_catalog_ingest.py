@@ -254,6 +254,41 @@ def test_one_document_the_tables_cannot_hold_is_quarantined_and_the_rest_loads(
     assert q(settings, "SELECT id FROM catalog_items ORDER BY id") == [("cmp_a",), ("cnv_a",)]
 
 
+@pytest.mark.parametrize(
+    ("bad", "fragment"),
+    [
+        pytest.param({**campaign("x_bad"), "messages": {"m1": {"name": {"en": "Variant 1"}}}},
+                     "field messages.m1.name must be a string, found object", id="message-name"),
+        pytest.param({**campaign("x_bad"), "messages": {"m1": "Variant 1"}},
+                     "field messages.m1 must be an object, found string", id="message-string"),
+        pytest.param({**canvas("x_bad"), "variants": [{"id": "v1", "name": ["x"]}]},
+                     "field variants[0].name must be a string, found array", id="variant-name"),
+        pytest.param({**canvas("x_bad"), "steps": [{"id": "s1", "name": {"a": 1}}]},
+                     "field steps[0].name must be a string, found object", id="step-name"),
+        pytest.param({**canvas("x_bad"),
+                      "steps": [{"id": "s1", "messages": {"m1": {"name": 5}}}]},
+                     "field steps[0].messages.m1.name must be a string, found number",
+                     id="step-message-name"),
+        pytest.param({**campaign("x_bad"), "archived": "false"},
+                     "field archived must be true or false, found string", id="archived-string"),
+        pytest.param({**campaign("x_bad"), "draft": 0},
+                     "field draft must be true or false, found number", id="draft-number"),
+        pytest.param({key: value for key, value in {**campaign("x_bad"), "enabled": "false"}.items()
+                      if key != "status"},
+                     "field enabled must be true or false, found string", id="enabled-string"),
+    ],
+)  # fmt: skip
+def test_component_names_and_flags_of_the_wrong_type_quarantine_their_document(
+    settings: Settings, bad: dict, fragment: str
+) -> None:
+    write_catalog(settings.landing / "catalog", [*BASE, bad])
+    report, _ = ingest(settings)
+    assert report.documents_quarantined == 1
+    [(reason,)] = q(settings, "SELECT reason FROM quarantine_log")
+    assert reason.startswith("catalog document #2: document x_bad: ") and fragment in reason
+    assert q(settings, "SELECT id FROM catalog_items ORDER BY id") == [("cmp_a",), ("cnv_a",)]
+
+
 def test_deeply_nested_expression_is_an_error_not_a_crash(settings: Settings) -> None:
     deep: dict = {"filter": "hard_bounced"}
     for _ in range(900):
