@@ -357,14 +357,15 @@ def _known_items(con: duckdb.DuckDBPyConnection, item_ids: Sequence[str]) -> dic
         """SELECT c.id, c.type,
                   c.interaction_data_deleted_at IS NOT NULL
                     OR coalesce(l.state = 'legacy_deleted', false),
-                  (SELECT list(component_id) FROM item_components k WHERE k.item_id = c.id)
+                  (SELECT list([component_type, component_id]) FROM item_components k
+                   WHERE k.item_id = c.id)
            FROM catalog_items c LEFT JOIN item_lifecycle l ON l.item_id = c.id
            WHERE list_contains(?, c.id)""",
         [list(item_ids)],
     ).fetchall()
     return {
-        item_id: ItemInfo(item_type=item_type, legacy_deleted=bool(legacy),
-                          component_ids=frozenset(components or ()))
+        item_id: ItemInfo.from_components(item_type, ((k, i) for k, i in components or ()),
+                                          legacy_deleted=bool(legacy))
         for item_id, item_type, legacy, components in rows
     }  # fmt: skip
 

@@ -39,13 +39,14 @@ from __future__ import annotations
 
 import math
 import typing as t
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
 __all__ = [
     "ACTIONS",
+    "COMPONENT_TYPES",
     "COUNT_OPS",
     "DAYS_OPS",
     "FILTERS",
@@ -65,6 +66,7 @@ __all__ = [
     "Target",
     "check_audience",
     "collect_errors",
+    "components_of",
     "iter_leaves",
     "parse_audience",
     "parse_timestamp",
@@ -76,6 +78,7 @@ __all__ = [
 
 Family = t.Literal["id", "tag", "summary"]
 ItemType = t.Literal["campaign", "canvas"]
+ComponentType = t.Literal["variant", "canvas_variation", "step", "step_variant"]
 ValueKind = t.Literal["time", "count"]
 ReferenceKind = t.Literal["id", "tag", "summary"]
 
@@ -88,6 +91,16 @@ TIMESTAMP_OPS: t.Final = ("before", "after")
 DAYS_OPS: t.Final = ("more_than_days_ago", "less_than_days_ago")
 TIME_OPS: t.Final = TIMESTAMP_OPS + DAYS_OPS
 COUNT_OPS: t.Final = ("eq", "gt", "lt")
+# What an item's components are, as the catalog's item_components table names them, and how
+# an error calls them.
+COMPONENT_TYPES: t.Final[Mapping[ComponentType, str]] = MappingProxyType(
+    {
+        "variant": "a message variant",
+        "canvas_variation": "a variation",
+        "step": "a step",
+        "step_variant": "a step's message variant",
+    }
+)
 
 _COMPOSITE_KEYS: t.Final = ("all", "any", "not")
 # Parameters that must hold a non-empty string; IDs and tags are compared verbatim, so an
@@ -149,6 +162,9 @@ class Target:
     item_type: ItemType
     item_param: str
     component_param: str | None = None
+    # The one type of component ``component_param`` names: events carry a step ID, a Canvas
+    # variation ID and a message variation ID in separate fields.
+    component_type: ComponentType | None = None
 
 
 @dataclass(frozen=True)
@@ -234,7 +250,7 @@ def _spec(
 
 _CMP = Target("campaign", "campaign_id")
 _CNV = Target("canvas", "canvas_id")
-_CNV_STEP = Target("canvas", "canvas_id", "step_id")
+_CNV_STEP = Target("canvas", "canvas_id", "step_id", "step")
 _TIME = ("op", "value")
 
 _SPECS: tuple[FilterSpec, ...] = (
@@ -244,7 +260,7 @@ _SPECS: tuple[FilterSpec, ...] = (
         "received_campaign_variant",
         "id",
         ("campaign_id", "variant_id"),
-        target=Target("campaign", "campaign_id", "variant_id"),
+        target=Target("campaign", "campaign_id", "variant_id", "variant"),
     ),
     _spec("clicked_opened_campaign", "id", ("campaign_id", "action"), target=_CMP),
     _spec("clicked_alias_in_campaign", "id", ("campaign_id", "alias"), target=_CMP),
@@ -274,7 +290,7 @@ _SPECS: tuple[FilterSpec, ...] = (
         "entered_canvas_variation",
         "id",
         ("canvas_id", "variation_id"),
-        target=Target("canvas", "canvas_id", "variation_id"),
+        target=Target("canvas", "canvas_id", "variation_id", "canvas_variation"),
     ),
     _spec(
         "last_received_canvas_step",
@@ -730,15 +746,59 @@ def references(expr: Expr) -> list[FilterReference]:
     return found
 
 
+def components_of(
+    doc: Mapping[str, t.Any],
+) -> Iterator[tuple[ComponentType, str, t.Any, bool]]:
+    """(component_type, id, name, is_control) of what an ID filter may name in a campaign or
+    Canvas document: the one enumeration behind the catalog's item_components table and
+    ``ItemInfo``, so that validating against either gives the same answer."""
+    messages = doc.get("messages")
+    for mv_id, message in (messages if isinstance(messages, Mapping) else {}).items():
+        message = message if isinstance(message, Mapping) else {}
+        yield "variant", str(mv_id), message.get("name"), message.get("type") == "control"
+    for variant in doc.get("variants") or ():
+        if isinstance(variant, Mapping) and isinstance(variant.get("id"), str):
+            is_control = variant.get("type") == "control"
+            yield "canvas_variation", variant["id"], variant.get("name"), is_control
+    for step in doc.get("steps") or ():
+        if not (isinstance(step, Mapping) and isinstance(step.get("id"), str)):
+            continue
+        yield "step", step["id"], step.get("name"), False
+        step_messages = step.get("messages")
+        for mv_id, message in (step_messages if isinstance(step_messages, Mapping) else {}).items():
+            message = message if isinstance(message, Mapping) else {}
+            yield "step_variant", str(mv_id), message.get("name"), message.get("type") == "control"
+
+
 @dataclass(frozen=True)
 class ItemInfo:
     """What reference validation needs to know about one catalog item."""
 
     item_type: ItemType
     legacy_deleted: bool = False
-    # Variant and control message IDs, Canvas step and variation IDs: anything a filter's
-    # component parameter may name.
-    component_ids: frozenset[str] = frozenset()
+    # Component IDs by component type (``COMPONENT_TYPES``): a filter's component parameter
+    # names one type only.
+    components: Mapping[str, frozenset[str]] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
+
+    @classmethod
+    def from_components(
+        cls,
+        item_type: ItemType,
+        components: Iterable[tuple[str, str]],
+        *,
+        legacy_deleted: bool = False,
+    ) -> ItemInfo:
+        """From (component_type, component_id) pairs, as the item_components table holds."""
+        grouped: dict[str, set[str]] = {}
+        for component_type, component_id in components:
+            grouped.setdefault(component_type, set()).add(component_id)
+        return cls(
+            item_type=item_type,
+            legacy_deleted=legacy_deleted,
+            components=MappingProxyType({k: frozenset(v) for k, v in grouped.items()}),
+        )
 
     @classmethod
     def from_document(cls, doc: Mapping[str, t.Any]) -> ItemInfo:
@@ -746,21 +806,10 @@ class ItemInfo:
         item_type = doc.get("type")
         if item_type not in ("campaign", "canvas"):
             raise ValueError(f"catalog document {doc.get('id')!r} is not a campaign or canvas")
-        components: set[str] = set()
-        messages = doc.get("messages")
-        if isinstance(messages, Mapping):
-            components.update(str(key) for key in messages)
-        for key in ("variants", "steps"):
-            for entry in doc.get(key) or ():
-                if isinstance(entry, Mapping) and entry.get("id") is not None:
-                    components.add(str(entry["id"]))
-                    step_messages = entry.get("messages")
-                    if isinstance(step_messages, Mapping):
-                        components.update(str(message) for message in step_messages)
-        return cls(
-            item_type=t.cast(ItemType, item_type),
+        return cls.from_components(
+            t.cast(ItemType, item_type),
+            ((kind, component_id) for kind, component_id, _, _ in components_of(doc)),
             legacy_deleted=doc.get("interaction_data_deleted_at") is not None,
-            component_ids=frozenset(components),
         )
 
 
@@ -791,14 +840,25 @@ def validate_references(
             continue
         if info.legacy_deleted:
             error(f"{ref.item_type} {ref.item_id}: {LEGACY_POLICY}; it can never match")
-        if ref.component_id is not None and ref.component_id not in info.component_ids:
-            param = next(
-                (
-                    target.component_param
-                    for target in FILTERS[ref.filter].targets
-                    if target.item_type == ref.item_type and target.component_param
-                ),
-                "component",
-            )
-            error(f"{param} {ref.component_id} is not part of {ref.item_type} {ref.item_id}")
+        if ref.component_id is None:
+            continue
+        target = next(
+            target
+            for target in FILTERS[ref.filter].targets
+            if target.item_type == ref.item_type and target.component_type
+        )
+        assert target.component_type is not None
+        if ref.component_id in info.components.get(target.component_type, ()):
+            continue
+        item = f"{ref.item_type} {ref.item_id}"
+        named = f"{target.component_param} {ref.component_id}"
+        # An ID of another component type is still an error: it would select nobody.
+        other = next(
+            (k for k in COMPONENT_TYPES if ref.component_id in info.components.get(k, ())), None
+        )
+        if other is None:
+            error(f"{named} is not part of {item}")
+        else:
+            wanted, found = COMPONENT_TYPES[target.component_type], COMPONENT_TYPES[other]
+            error(f"{named} is not {wanted} of {item}: it is {found}")
     return errors

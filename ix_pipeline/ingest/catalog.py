@@ -27,6 +27,7 @@ from ix_pipeline.audience.expressions import (
     AudienceError,
     ItemInfo,
     check_audience,
+    components_of,
     references,
     validate_references,
 )
@@ -351,25 +352,6 @@ def ingest_catalog(
     return report
 
 
-def _components(doc: Mapping[str, Any]) -> Iterator[tuple[str, str, str | None, bool]]:
-    """(component_type, id, name, is_control) of what an ID filter may name in an item."""
-    for mv_id, message in (doc.get("messages") or {}).items():
-        message = message if isinstance(message, dict) else {}
-        yield "variant", str(mv_id), message.get("name"), message.get("type") == "control"
-    for variant in doc.get("variants") or []:
-        yield (
-            "canvas_variation",
-            variant["id"],
-            variant.get("name"),
-            variant.get("type") == "control",
-        )
-    for step in doc.get("steps") or []:
-        yield "step", step["id"], step.get("name"), False
-        for mv_id, message in (step.get("messages") or {}).items():
-            message = message if isinstance(message, dict) else {}
-            yield "step_variant", str(mv_id), message.get("name"), message.get("type") == "control"
-
-
 def is_active(doc: Mapping[str, Any]) -> bool:
     if doc["type"] in ITEM_TYPES:
         return doc.get("status", "active" if doc.get("enabled") else "stopped") == "active"
@@ -399,7 +381,7 @@ def rebuild_catalog_tables(
     component_rows: list[tuple[Any, ...]] = []
     for d in items.values():
         status = d.get("status", "active" if d.get("enabled") else "stopped")
-        comps = list(_components(d))
+        comps = list(components_of(d))
         item_rows.append((
             d["id"], d["type"], d.get("name"), status, d.get("tags", []),
             parse_time(d.get("stopped_at"), "stopped_at"), parse_time(d.get("first_sent"), "first_sent"),

@@ -210,6 +210,28 @@ CONSUMERS = [segment(f"seg_{case}", doc) for case, doc, _ in GOLDEN] + [
     segment("seg_unknown_item", {"filter": "received_campaign", "campaign_id": "cmp_nope"}),
     segment("seg_inactive", {"filter": "hard_bounced"}, status="inactive"),
 ]
+# Components of cnv_x named through a parameter of another component type: each would select
+# nobody, so each is an error (FORMATS.md section 2).
+WRONG_KIND: dict[str, tuple[dict[str, t.Any], str]] = {
+    "seg_step_as_variation": (
+        {"filter": "entered_canvas_variation", "canvas_id": "cnv_x", "variation_id": "stp_1"},
+        "variation_id stp_1 is not a variation of canvas cnv_x: it is a step",
+    ),
+    "seg_variation_as_step": (
+        {"filter": "received_canvas_step", "canvas_id": "cnv_x", "step_id": "cvar_1"},
+        "step_id cvar_1 is not a step of canvas cnv_x: it is a variation",
+    ),
+    "seg_message_as_step": (
+        {"filter": "clicked_opened_step", "canvas_id": "cnv_x", "step_id": "smv_1",
+         "action": "any"},
+        "step_id smv_1 is not a step of canvas cnv_x: it is a step's message variant",
+    ),
+    "seg_step_message_as_variant": (
+        {"filter": "received_campaign_variant", "campaign_id": "cmp_a", "variant_id": "smv_1"},
+        "variant_id smv_1 is not part of campaign cmp_a",
+    ),
+}  # fmt: skip
+CONSUMERS += [segment(cid, doc) for cid, (doc, _) in WRONG_KIND.items()]
 
 
 @pytest.fixture(scope="module")
@@ -279,6 +301,20 @@ def test_ad_hoc_expressions_are_checked_against_the_catalog(
     expr = parse_audience(doc, consumer_id="adhoc")
     with pytest.raises(AudienceRefused, match="adhoc"):
         evaluate_audience(con, expr, AS_OF, consumer_id="adhoc")
+
+
+@pytest.mark.parametrize("consumer", sorted(WRONG_KIND))
+def test_a_component_of_another_type_is_refused_by_the_catalog_and_ad_hoc_alike(
+    con: duckdb.DuckDBPyConnection, consumer: str
+) -> None:
+    doc, message = WRONG_KIND[consumer]
+    with pytest.raises(AudienceRefused) as stored:
+        evaluate_consumer(con, consumer, AS_OF)
+    expr = parse_audience(doc, consumer_id=consumer)
+    with pytest.raises(AudienceRefused) as ad_hoc:
+        evaluate_audience(con, expr, AS_OF, consumer_id=consumer)
+    expected = f"consumer {consumer}, filter {doc['filter']} at audience: {message}"
+    assert stored.value.errors == ad_hoc.value.errors == [expected]
 
 
 def test_legacy_refusal_also_when_only_the_lifecycle_knows(store: Path, tmp_path: Path) -> None:

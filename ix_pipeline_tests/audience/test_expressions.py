@@ -140,6 +140,17 @@ def test_registry_component_param(name: str, component: str | None) -> None:
     assert FILTERS[name].component_param == component
 
 
+def test_every_component_parameter_names_one_component_type() -> None:
+    params = {
+        (target.component_param, target.component_type)
+        for spec in FILTERS.values()
+        for target in spec.targets
+        if target.component_param
+    }
+    assert params == {("variant_id", "variant"), ("step_id", "step"),
+                      ("variation_id", "canvas_variation")}  # fmt: skip
+
+
 def test_registry_enums() -> None:
     assert FILTERS["clicked_opened_campaign"].allowed_values("action") == (
         "clicked",
@@ -451,10 +462,12 @@ def test_references_of_everyone_is_empty() -> None:
 # Catalog validation
 
 CATALOG = {
-    "cmp_1": ItemInfo("campaign", component_ids=frozenset({"var_a", "ctl_1"})),
-    "cnv_1": ItemInfo("canvas", component_ids=frozenset({"stp_1", "cvar_1"})),
-    "cmp_old": ItemInfo("campaign", legacy_deleted=True, component_ids=frozenset({"v"})),
-}
+    "cmp_1": ItemInfo("campaign", components={"variant": frozenset({"var_a", "ctl_1"})}),
+    "cnv_1": ItemInfo("canvas", components={"canvas_variation": frozenset({"cvar_1"}),
+                                            "step": frozenset({"stp_1"}),
+                                            "step_variant": frozenset({"smv_1"})}),
+    "cmp_old": ItemInfo("campaign", legacy_deleted=True, components={"variant": frozenset({"v"})}),
+}  # fmt: skip
 
 
 def validate(doc: t.Any) -> list[AudienceError]:
@@ -481,6 +494,19 @@ def validate(doc: t.Any) -> list[AudienceError]:
                      "step_id stp_9 is not part of canvas cnv_1", id="unknown-step"),
         pytest.param(leaf("entered_canvas_variation", canvas_id="cnv_1", variation_id="cv9"),
                      "variation_id cv9 is not part of canvas cnv_1", id="unknown-variation"),
+        pytest.param(leaf("entered_canvas_variation", canvas_id="cnv_1", variation_id="stp_1"),
+                     "variation_id stp_1 is not a variation of canvas cnv_1: it is a step",
+                     id="step-as-variation"),
+        pytest.param(leaf("received_canvas_step", canvas_id="cnv_1", step_id="cvar_1"),
+                     "step_id cvar_1 is not a step of canvas cnv_1: it is a variation",
+                     id="variation-as-step"),
+        pytest.param(leaf("clicked_opened_step", canvas_id="cnv_1", step_id="smv_1",
+                          action="any"),
+                     "step_id smv_1 is not a step of canvas cnv_1: it is a step's message variant",
+                     id="step-message-as-step"),
+        pytest.param(leaf("never_received", canvas_id="cnv_1", step_id="cvar_1"),
+                     "step_id cvar_1 is not a step of canvas cnv_1: it is a variation",
+                     id="variation-as-step-summary"),
         pytest.param(leaf("in_campaign_control_group", campaign_id="cmp_old"),
                      LEGACY_POLICY, id="legacy-deleted"),
     ],
@@ -541,11 +567,14 @@ def test_item_info_from_catalog_document() -> None:
         "interaction_data_deleted_at": None,
     }
     assert ItemInfo.from_document(campaign) == ItemInfo(
-        "campaign", True, frozenset({"var_a", "ctl"})
+        "campaign", True, {"variant": frozenset({"var_a", "ctl"})}
     )
     assert ItemInfo.from_document(canvas) == ItemInfo(
-        "canvas", False, frozenset({"cv1", "s1", "m1"})
-    )
+        "canvas",
+        False,
+        {"canvas_variation": frozenset({"cv1"}), "step": frozenset({"s1"}),
+         "step_variant": frozenset({"m1"})},
+    )  # fmt: skip
     with pytest.raises(ValueError):
         ItemInfo.from_document({"id": "seg", "type": "segment"})
 
