@@ -17,6 +17,7 @@ from ix_pipeline.ingest.currents import discover
 from ix_pipeline.lifecycle.expiry import plan_expiry
 from ix_pipeline.lifecycle.needs import restores_needed
 from ix_pipeline.notifications import messages
+from ix_pipeline.notifications.mail import MailError
 from ix_pipeline.orchestration.jobs import catalog_refresh_job, ingest_job
 from ix_pipeline.orchestration.resources import HotStoreResource, LandingResource, MailResource
 from ix_pipeline.orchestration.restore_job import restore_interaction_data
@@ -118,9 +119,20 @@ def catalog_sensor(
         json.dumps([(d.consumer_id, d.item_id) for d in dead]).encode()
     ).hexdigest()[:16]
     if dead and dead_key != cursor.get("dead"):
-        mail.send(messages.dead_references(mail.default_to, dead))
-        context.log.warning(f"{len(dead)} filter references can never be evaluated; notice sent")
-    cursor["dead"] = dead_key
+        try:
+            mail.send(messages.dead_references(mail.default_to, dead))
+            context.log.warning(
+                f"{len(dead)} filter references can never be evaluated; notice sent"
+            )
+            cursor["dead"] = dead_key
+        except MailError as exc:
+            # A mail server that is down must not hold back the restores requested above;
+            # the cursor keeps the old key, so the notice goes out at a later tick.
+            context.log.error(
+                f"{len(dead)} filter references can never be evaluated; the notice could not be sent: {exc}"
+            )
+    else:
+        cursor["dead"] = dead_key
     context.update_cursor(json.dumps(cursor))
     if requests:
         return requests

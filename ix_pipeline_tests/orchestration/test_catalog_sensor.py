@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from ix_pipeline_tests.conftest import ingest
 from ix_pipeline_tests.lifecycle import scenario
 from ix_pipeline_tests.lifecycle.scenario import NIGHT
 from ix_pipeline_tests.lifecycle.test_expiry import assert_invariants, expire
+from ix_pipeline_tests.smtp import smtp_server
 from ix_pipeline_tests.test_cli import ix
 
 
@@ -150,6 +152,31 @@ def test_a_restore_that_died_halfway_is_resumed_once(expired: Settings) -> None:
         again, _ = tick(expired, instance, cursor)
         assert restore_requests(again) == []
     assert_invariants(expired)
+
+
+def test_a_mail_server_that_is_down_holds_back_the_notice_not_the_restore(
+    expired: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_docs(
+        expired,
+        consumer("seg_need", audience={"filter": "received_campaign", "campaign_id": "cmp_stop"}),
+        consumer("seg_dead", audience={"filter": "received_campaign", "campaign_id": "cmp_nope"}),
+    )
+    with socket.socket() as closed:  # a loopback port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("IX_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("IX_SMTP_PORT", str(port))
+    monkeypatch.setenv("IX_SMTP_STARTTLS", "false")
+    with dg.instance_for_test() as instance:
+        result, cursor = tick(load_settings(expired.data_dir), instance)
+        [request] = restore_requests(result)
+        assert request.run_config["ops"]["restore_items"]["config"]["campaign_ids"] == ["cmp_stop"]
+        with smtp_server() as (up, inbox):
+            monkeypatch.setenv("IX_SMTP_PORT", str(up))
+            tick(load_settings(expired.data_dir), instance, cursor)
+        [notice] = inbox
+    assert "cmp_nope" in notice.get_payload()
 
 
 def test_auto_restore_off_requests_nothing_and_the_blocking_check_names_the_consumer(
