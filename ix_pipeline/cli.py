@@ -75,11 +75,22 @@ def _run_job(
     run_config: dict[str, Any],
     tags: dict[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
-    from ix_pipeline.definitions import build_defs
+    from ix_pipeline.definitions import build_defs, build_resources
+    from ix_pipeline.notifications.mail import MailError
     from ix_pipeline.orchestration.instance import get_instance, reap_dead_cli_runs, unstick_pool
+    from ix_pipeline.orchestration.restore_job import notify_dead_restore
 
     instance = get_instance(settings.dagster_home)
-    for run_id in reap_dead_cli_runs(instance):
+    mail = build_resources(settings)["mail"]
+
+    def notify(run: dg.DagsterRun) -> None:
+        # A restore that died could not send its failure notice; the mail must not be lost.
+        try:
+            notify_dead_restore(run, mail)  # type: ignore[arg-type]
+        except MailError as exc:
+            err.print(f"the failure notice of run {run.run_id} could not be sent: {exc}")
+
+    for run_id in reap_dead_cli_runs(instance, notify):
         err.print(f"marked run {run_id} failed: its process had died (its work resumes now)")
     # While this run waits for the `hot_db` pool, a run holding it may die (kill -9): keep
     # reaping in the background, or the wait would never end.
@@ -87,7 +98,7 @@ def _run_job(
 
     def reap_while_waiting() -> None:
         while not stop.wait(REAP_INTERVAL_SECONDS):
-            reap_dead_cli_runs(instance)
+            reap_dead_cli_runs(instance, notify)
             unstick_pool(instance)
 
     reaper = threading.Thread(target=reap_while_waiting, name="ix-reaper", daemon=True)

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
@@ -206,9 +207,18 @@ def test_restore_killed_mid_copy_converges_without_duplicates(files_only: Settin
         assert con.execute(
             "SELECT count(*) FROM visible_campaign_interactions WHERE item_id = 'cmp_stop'"
         ).fetchall() == [(0,)]
-    ix(settings, "restore", "--campaign", "cmp_stop")
+    assert list(settings.outbox.glob("*.eml")) == []  # the dead process sent nothing
+    again = ix(settings, "restore", "--campaign", "cmp_stop")
+    assert "marked run" in again.stderr
     assert rows_of(settings, "cmp_stop") == before
     assert_invariants(settings)
+    # The next command reaped the dead run and sent its failure notice, then its own.
+    subjects = [
+        message_from_bytes(p.read_bytes())["Subject"] for p in settings.outbox.glob("*.eml")
+    ]
+    assert len(subjects) == 2 and "[ix_pipeline] restore FAILED" in subjects
+    failed = next(p for p in settings.outbox.glob("*.eml") if b"FAILED" in p.read_bytes())
+    assert b"cmp_stop" in failed.read_bytes() and b"died" in failed.read_bytes()
 
 
 def test_expiry_and_restore_of_the_same_item_at_once(files_only: Settings) -> None:

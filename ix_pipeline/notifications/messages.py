@@ -52,14 +52,15 @@ def restore_succeeded(to: str, request: RestoreRequest, result: RestoreResult, r
 
 
 def restore_failed(
-    to: str, request: RestoreRequest, error: str, run_id: str, seconds: float
+    to: str, request: RestoreRequest, error: str, run_id: str, seconds: float | None
 ) -> Mail:
+    """`seconds` is None when nobody saw the run end (its process died)."""
     body = "\n".join([
         "Your restore of messaging interaction data failed.",
         "",
         f"Requested: {_asked(request)}",
         f"Run: {run_id}",
-        f"Duration: {seconds:.1f} s",
+        *([f"Duration: {seconds:.1f} s"] if seconds is not None else []),
         "",
         f"What went wrong: {error}",
         "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -43,8 +44,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def reap_dead_cli_runs(instance: dg.DagsterInstance) -> list[str]:
-    """Fail CLI runs whose process died (a crash, a kill -9) and free their pool slots.
+def reap_dead_cli_runs(
+    instance: dg.DagsterInstance, on_reaped: Callable[[dg.DagsterRun], None] | None = None
+) -> list[str]:
+    """Fail CLI runs whose process died (a crash, a kill -9) and free their pool slots;
+    `on_reaped` is told of each (a dead restore could not send its own notice).
 
     A run launched in-process holds its `hot_db` slot until it ends; if the process dies the
     slot stays claimed and every later run would wait forever. The daemon's run monitoring
@@ -65,6 +69,8 @@ def reap_dead_cli_runs(instance: dg.DagsterInstance) -> list[str]:
             )
             instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
             reaped.append(run.run_id)
+            if on_reaped:
+                on_reaped(run)
     return reaped
 
 

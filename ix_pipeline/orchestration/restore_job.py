@@ -98,6 +98,25 @@ def restore_items(
     }
 
 
+def notify_dead_restore(run: dg.DagsterRun, mail: MailResource) -> str | None:
+    """The failure notice of a restore run whose process died: the op could not send it.
+    Returns where it went; None for a run of another job."""
+    if run.job_name != restore_interaction_data.name:
+        return None
+    config = run.run_config.get("ops", {}).get("restore_items", {}).get("config", {})
+    request = RestoreRequest(
+        campaign_ids=tuple(config.get("campaign_ids", ())),
+        canvas_ids=tuple(config.get("canvas_ids", ())),
+        tags=tuple(config.get("tags", ())),
+    )
+    to = str(config.get("requested_by", "")).strip() or mail.default_to
+    error = (
+        "the process running the restore died before it ended; items it had started stay "
+        "invisible ('restoring') until a restore runs again (the catalog sensor resumes them)"
+    )
+    return mail.send(messages.restore_failed(to, request, error, run.run_id, None))
+
+
 @dg.job(
     description="Restore expired interaction data by campaign ids, Canvas ids and/or tags "
     "(a union). Sends an e-mail when done, on success and on failure.",
