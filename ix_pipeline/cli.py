@@ -124,6 +124,20 @@ def _run_job(
 
 
 def _job_failure(result: dg.ExecuteInProcessResult) -> str:
+    from dagster import AssetCheckSeverity
+
+    # A blocking check that failed says what is wrong with the input (which consumer, which
+    # item); Dagster's own error names only the check.
+    checks = [
+        f"{e.asset_check_evaluation_data.check_name}: {e.asset_check_evaluation_data.description}"
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and not e.asset_check_evaluation_data.passed
+        and e.asset_check_evaluation_data.severity == AssetCheckSeverity.ERROR
+        and e.asset_check_evaluation_data.description
+    ]
+    if checks:
+        return "; ".join(checks)
     for event in result.all_events:
         if event.is_failure and event.step_failure_data is not None:
             data = event.step_failure_data

@@ -17,6 +17,7 @@ from ix_pipeline.faults import FAULT_ENV, FAULT_EXIT_CODE
 from ix_pipeline.ingest.currents_ingest import ingest_currents
 from ix_pipeline.settings import Settings, load_settings
 from ix_pipeline.store.hot import hot_connection
+from ix_pipeline_tests.builders import campaign, consumer, write_catalog
 from ix_pipeline_tests.conftest import derived_tables, q
 from ix_pipeline_tests.lifecycle import scenario
 from ix_pipeline_tests.lifecycle.scenario import NIGHT, rows_of, snapshot
@@ -102,6 +103,18 @@ def test_unknown_ids_exit_non_zero_and_change_nothing(files_only: Settings) -> N
     )
     after = snapshot(files_only)
     assert {k: v for k, v in after.items()} == before
+
+
+def test_an_ingest_stopped_by_a_blocking_check_names_the_consumer_and_the_item(
+    settings: Settings,
+) -> None:
+    dead = consumer("seg_dead", audience={"filter": "received_campaign", "campaign_id": "cmp_nope"})
+    write_catalog(settings.landing / "catalog", [campaign("cmp_a"), dead])
+    proc = ix(settings, "ingest", check=False)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: ingest failed: no_dead_references")
+    assert "seg_dead" in last and "cmp_nope" in last
 
 
 @pytest.mark.parametrize(
