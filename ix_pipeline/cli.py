@@ -159,6 +159,7 @@ class IxGroup(click.Group):
         from ix_pipeline.audience.evaluate import AudienceRefused, UnknownConsumer
         from ix_pipeline.exports.item_csv import ItemExportError
         from ix_pipeline.lifecycle.restore import RestoreRefused
+        from ix_pipeline.settings import SettingsError
         from ix_pipeline.store.hot import HotStoreBusy
 
         try:
@@ -169,9 +170,14 @@ class IxGroup(click.Group):
             AudienceRefused,
             ItemExportError,
             FileNotFoundError,
+            SettingsError,
         ) as exc:
             raise CliError(str(exc)) from None
         except OSError as exc:
+            if exc.filename is not None:
+                # A local file of ours (an --out path, a landing file): name it. deltalake's
+                # own errors carry no file name, and are the archive's, below.
+                raise CliError(f"{exc.filename}: {exc.strerror or exc}") from None
             # The archive (a folder or a bucket) could not be read; deltalake raises OSError.
             # deltalake's message nests the store's XML reply; its error code (NoSuchBucket,
             # AccessDenied…) is what the operator needs, so it goes first.

@@ -8,6 +8,7 @@ else, and `Settings.__repr__` masks them so they cannot leak through logs or err
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -56,10 +57,30 @@ class Settings:
         return f"Settings({shown})"
 
 
-def _flag(value: str | None, default: bool) -> bool:
-    if value is None or value == "":
+class SettingsError(ValueError):
+    """An environment variable holds a value that cannot be used; the message names it."""
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = (env.get(name) or "").strip().lower()
+    if not value:
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    # A typo ("flase") must not silently pick a side: it may turn automatic restores off.
+    raise SettingsError(f"{name} must be true or false, got {env[name]!r}")
+
+
+def _whole_number(env: Mapping[str, str], name: str, default: int) -> int:
+    value = (env.get(name) or "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {env[name]!r}") from None
 
 
 def load_settings(data_dir: str | Path | None = None) -> Settings:
@@ -70,12 +91,12 @@ def load_settings(data_dir: str | Path | None = None) -> Settings:
         data_dir=root,
         archive_uri=env.get("IX_ARCHIVE_URI") or str(root / "archive"),
         smtp_host=env.get("IX_SMTP_HOST") or None,
-        smtp_port=int(env.get("IX_SMTP_PORT") or 587),
+        smtp_port=_whole_number(env, "IX_SMTP_PORT", 587),
         smtp_user=env.get("IX_SMTP_USER") or None,
         smtp_password=env.get("IX_SMTP_PASSWORD") or None,
-        smtp_starttls=_flag(env.get("IX_SMTP_STARTTLS"), True),
+        smtp_starttls=_flag(env, "IX_SMTP_STARTTLS", True),
         mail_from=env.get("IX_MAIL_FROM") or "ix-pipeline@localhost",
         mail_to=env.get("IX_MAIL_TO") or "data-team@localhost",
-        auto_restore=_flag(env.get("IX_AUTO_RESTORE"), True),
-        expiring_soon_days=int(env.get("IX_EXPIRING_SOON_DAYS") or 7),
+        auto_restore=_flag(env, "IX_AUTO_RESTORE", True),
+        expiring_soon_days=_whole_number(env, "IX_EXPIRING_SOON_DAYS", 7),
     )

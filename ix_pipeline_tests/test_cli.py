@@ -117,6 +117,22 @@ def test_an_ingest_stopped_by_a_blocking_check_names_the_consumer_and_the_item(
     assert "seg_dead" in last and "cmp_nope" in last
 
 
+def test_a_bad_setting_and_a_bad_out_path_are_one_sentence_naming_them(
+    files_only: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    settings = files_only
+    ix(settings, "ingest")
+    (tmp_path / "afile").touch()
+    out = str(tmp_path / "afile" / "x.csv")
+    proc = ix(settings, "export", "item", "cmp_active", "--out", out, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "afile" in proc.stderr and "archive" not in proc.stderr
+    monkeypatch.setenv("IX_SMTP_PORT", "abc")
+    proc = ix(settings, "status", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "IX_SMTP_PORT must be a whole number, got 'abc'" in proc.stderr
+
+
 @pytest.mark.parametrize(
     "args", [("expire", "--as-of", "31/12/2025"), ("status", "--as-of", "tomorrow")]
 )
