@@ -60,16 +60,19 @@ DEFAULT_USERS_PER_CHUNK = 250_000
 
 
 def _chunks(
-    con: duckdb.DuckDBPyConnection, user_refs: Sequence[str] | None, users_per_chunk: int
+    con: duckdb.DuckDBPyConnection,
+    user_refs: Sequence[str] | None,
+    users_per_chunk: int,
+    names: EventNames,
 ) -> Iterator[tuple[str, dict[str, object]]]:
     """(query, parameters) per chunk of users, in user id order."""
     if user_refs is not None:
-        yield export_users_sql(user_refs), {"refs": list(user_refs)}
+        yield export_users_sql(user_refs, names=names), {"refs": list(user_refs)}
         return
     total = int(con.execute("SELECT count(*) FROM user_summaries").fetchall()[0][0])
     parts = max(1, -(-total // max(1, users_per_chunk)))
     if parts == 1:
-        yield export_users_sql(None), {}
+        yield export_users_sql(None, names=names), {}
         return
     cuts = con.execute(
         "SELECT quantile_disc(user_id, ?) FROM user_summaries",
@@ -83,7 +86,10 @@ def _chunks(
             params["lo"] = lo
         if hi is not None:
             params["hi"] = hi
-        yield export_users_sql(None, lower=lo is not None, upper=hi is not None), params
+        yield (
+            export_users_sql(None, lower=lo is not None, upper=hi is not None, names=names),
+            params,
+        )
 
 
 def iso(seconds_sql: str) -> str:
@@ -122,6 +128,29 @@ def _event_names(source: str, name_col: str, where: str, component_col: str | No
                GROUP BY {keys})"""  # noqa: S608
 
 
+# The names taken from the events where the catalog has none: kind -> (source, name column,
+# component column or None for the item's own name).
+_EVENT_NAME_KINDS: dict[str, tuple[str, str, str | None]] = {
+    "campaign": ("visible_campaign_interactions", "campaign_name", None),
+    "campaign_variant": (
+        "visible_campaign_interactions", "message_variation_name", "message_variation_id"),
+    "canvas": ("visible_canvas_interactions", "canvas_name", None),
+    "canvas_variation": (
+        "visible_canvas_interactions", "canvas_variation_name", "canvas_variation_id"),
+    "canvas_step": ("visible_canvas_interactions", "canvas_step_name", "canvas_step_id"),
+}  # fmt: skip
+EventNames = dict[str, str]  # kind -> a relation (a subquery or a table name)
+
+
+def event_names(where: str) -> EventNames:
+    """The fallback names of the items whose rows satisfy ``where``. A name must not depend
+    on which users are exported, so ``where`` may narrow the items, never the users."""
+    return {
+        kind: _event_names(source, name_col, where, component_col)
+        for kind, (source, name_col, component_col) in _EVENT_NAME_KINDS.items()
+    }
+
+
 def campaign_rollup_sql(where: str) -> str:
     """One row per (user, campaign) of visible campaign interactions satisfying ``where``."""
     variant_rows = "kind IN ('received', 'control') AND message_variation_id IS NOT NULL"
@@ -145,10 +174,9 @@ def campaign_rollup_sql(where: str) -> str:
       GROUP BY user_id, item_id"""  # noqa: S608 - fragments are fixed SQL, values are parameters
 
 
-def campaign_entries_sql(where: str) -> str:
+def campaign_entries_sql(where: str, names: EventNames | None = None) -> str:
     """The roll-up with names (catalog first, then events), multivariate flag and variant."""
-    source = "visible_campaign_interactions"
-    variant_names = _event_names(source, "message_variation_name", where, "message_variation_id")
+    names = names or event_names(where)
     return f"""
       SELECT r.*, coalesce(ci.name, en.name) AS name,
              coalesce(ci.multivariate, false) AS multivariate,
@@ -158,12 +186,12 @@ def campaign_entries_sql(where: str) -> str:
                       CASE WHEN r.in_control THEN 'Control Group' END) AS variant_name
       FROM ({campaign_rollup_sql(where)}) AS r
       LEFT JOIN catalog_items ci ON ci.id = r.item_id
-      LEFT JOIN {_event_names(source, "campaign_name", where)} AS en
+      LEFT JOIN {names["campaign"]} AS en
         ON en.item_id = r.item_id
       LEFT JOIN item_components vc
         ON vc.item_id = r.item_id AND vc.component_type = 'variant'
        AND vc.component_id = r.event_variant_id
-      LEFT JOIN {variant_names} AS vn
+      LEFT JOIN {names["campaign_variant"]} AS vn
         ON vn.item_id = r.item_id AND vn.message_variation_id = r.event_variant_id
       LEFT JOIN (SELECT item_id, min(component_id) AS control_id FROM item_components
                  WHERE component_type = 'variant' AND is_control GROUP BY item_id) AS ctl
@@ -191,37 +219,36 @@ def canvas_rollup_sql(where: str) -> str:
       GROUP BY user_id, item_id"""  # noqa: S608
 
 
-def canvas_entries_sql(where: str) -> str:
-    source = "visible_canvas_interactions"
-    variation_names = _event_names(source, "canvas_variation_name", where, "canvas_variation_id")
+def canvas_entries_sql(where: str, names: EventNames | None = None) -> str:
+    names = names or event_names(where)
     return f"""
       SELECT r.*, coalesce(ci.name, en.name) AS name,
              coalesce(vc.name, vn.name) AS variation_name
       FROM ({canvas_rollup_sql(where)}) AS r
       LEFT JOIN catalog_items ci ON ci.id = r.item_id
-      LEFT JOIN {_event_names(source, "canvas_name", where)} AS en
+      LEFT JOIN {names["canvas"]} AS en
         ON en.item_id = r.item_id
       LEFT JOIN item_components vc
         ON vc.item_id = r.item_id AND vc.component_type = 'canvas_variation'
        AND vc.component_id = r.variation_id
-      LEFT JOIN {variation_names} AS vn
+      LEFT JOIN {names["canvas_variation"]} AS vn
         ON vn.item_id = r.item_id AND vn.canvas_variation_id = r.variation_id"""  # noqa: S608
 
 
-def canvas_steps_sql(where: str) -> str:
+def canvas_steps_sql(where: str, names: EventNames | None = None) -> str:
     """One row per (user, Canvas, step) the user received a message from."""
-    source = "visible_canvas_interactions"
+    names = names or event_names(where)
     return f"""
       SELECT s.user_id, s.item_id, s.canvas_step_id, s.last_received,
              coalesce(k.name, sn.name) AS name
       FROM (SELECT user_id, item_id, canvas_step_id, max(time) AS last_received
-            FROM {source}
+            FROM visible_canvas_interactions
             WHERE kind = 'received' AND canvas_step_id IS NOT NULL AND {where}
             GROUP BY user_id, item_id, canvas_step_id) AS s
       LEFT JOIN item_components k
         ON k.item_id = s.item_id AND k.component_type = 'step'
        AND k.component_id = s.canvas_step_id
-      LEFT JOIN {_event_names(source, "canvas_step_name", where, "canvas_step_id")} AS sn
+      LEFT JOIN {names["canvas_step"]} AS sn
         ON sn.item_id = s.item_id AND sn.canvas_step_id = s.canvas_step_id"""  # noqa: S608
 
 
@@ -255,10 +282,15 @@ def _campaign_json() -> str:
 
 
 def export_users_sql(
-    user_refs: Sequence[str] | None, *, lower: bool = False, upper: bool = False
+    user_refs: Sequence[str] | None,
+    *,
+    lower: bool = False,
+    upper: bool = False,
+    names: EventNames | None = None,
 ) -> str:
     """The export query: one ``line`` (a JSON document and a newline) per user, ordered by
-    user id.
+    user id. ``names``: the fallback names (default: computed in the query from every
+    visible row, whatever users are selected).
 
     Named parameters: ``$refs`` (the selected users' ids or external ids) when ``user_refs``
     is given; ``$lo`` / ``$hi`` bound the chunk of user ids (``lo <= user_id < hi``) when
@@ -282,6 +314,7 @@ def export_users_sql(
     else:
         # A chunk of all users: a range test on the scan is cheaper than a join.
         where = " AND ".join(conditions) or "true"
+    names = names or event_names("true")
     step = f"""{{'name': s.name, 'api_canvas_step_id': s.canvas_step_id,
                  'last_received': {iso("s.last_received")}}}"""
     canvas = f"""to_json({{
@@ -296,16 +329,16 @@ def export_users_sql(
       WITH users AS ({users}),
       campaigns AS (
         SELECT e.user_id, {_sorted_list("e.item_id", _campaign_json())} AS items
-        FROM ({campaign_entries_sql(where)}) AS e
+        FROM ({campaign_entries_sql(where, names)}) AS e
         GROUP BY e.user_id),
       steps AS (
         SELECT s.user_id, s.item_id,
                {_sorted_list("s.canvas_step_id", step)} AS steps
-        FROM ({canvas_steps_sql(where)}) AS s
+        FROM ({canvas_steps_sql(where, names)}) AS s
         GROUP BY s.user_id, s.item_id),
       canvases AS (
         SELECT e.user_id, {_sorted_list("e.item_id", canvas)} AS items
-        FROM ({canvas_entries_sql(where)}) AS e
+        FROM ({canvas_entries_sql(where, names)}) AS e
         LEFT JOIN steps st ON st.user_id = e.user_id AND st.item_id = e.item_id
         GROUP BY e.user_id)
       SELECT to_json({{'external_id': u.external_user_id, 'braze_id': u.user_id,
@@ -375,13 +408,19 @@ def export_users(
     written = 0
     cur = con.cursor()
     try:
+        # Once per export, not per chunk: the same names for every user, and one scan.
+        names = {kind: f"_export_names_{kind}" for kind in _EVENT_NAME_KINDS}
+        for kind, relation in event_names("true").items():
+            cur.execute(f"CREATE OR REPLACE TEMP TABLE {names[kind]} AS SELECT * FROM {relation}")  # noqa: S608
         with partial.open("wb") as out:
-            for sql, params in _chunks(cur, user_ids, users_per_chunk):
+            for sql, params in _chunks(cur, user_ids, users_per_chunk, names):
                 reader = cur.sql(sql, params=params).to_arrow_reader(batch_size)
                 for batch in reader:
                     written += _write_lines(out, batch.column(0))
         os.replace(partial, out_path)
     finally:
+        for kind in _EVENT_NAME_KINDS:
+            cur.execute(f"DROP TABLE IF EXISTS _export_names_{kind}")
         cur.close()
         partial.unlink(missing_ok=True)
     return written

@@ -13,7 +13,7 @@ import pytest
 from ix_pipeline.exports.profiles import profile_lists
 from ix_pipeline.exports.user_export import export_users, resolve_users
 from ix_pipeline.store.hot import hot_connection
-from ix_pipeline_tests.exports.world import USERS, build_store, copy_store, mark_expired
+from ix_pipeline_tests.exports.world import EVENTS, USERS, build_store, copy_store, mark_expired
 
 U1 = {
     "external_id": "ext_1",
@@ -242,3 +242,33 @@ def test_write_lines_handles_slices(tmp_path: Path) -> None:
         out = io.BytesIO()
         assert _write_lines(out, array) == len(array)
         assert out.getvalue().decode("utf-8") == expected
+
+
+def test_a_name_from_the_events_does_not_depend_on_which_users_are_exported(
+    tmp_path: Path,
+) -> None:
+    # cmp_z is not in the catalog: its name is the latest seen in its events, u9's.
+    send = "users.messages.email.Send"
+    renamed = (
+        ("z1", "u1", "2025-03-01T10:00", send,
+         {"campaign_id": "cmp_z", "campaign_name": "Old name", "message_variation_id": "var_z"}),
+        ("z2", "u9", "2025-03-20T10:00", send,
+         {"campaign_id": "cmp_z", "campaign_name": "New name", "message_variation_id": "var_z"}),
+    )  # fmt: skip
+    db = build_store(tmp_path / "world", events=EVENTS + renamed)
+
+    def names_of_cmp_z(path: Path) -> dict[str, str]:
+        return {
+            line["braze_id"]: c["name"]
+            for line in read_lines(path)
+            for c in line["campaigns_received"]
+            if c["api_campaign_id"] == "cmp_z"
+        }
+
+    with hot_connection(db, read_only=True) as con:
+        export_users(con, tmp_path / "whole.jsonl")
+        export_users(con, tmp_path / "chunked.jsonl", users_per_chunk=4)
+        export_users(con, tmp_path / "u1.jsonl", user_ids=["u1"])
+    assert names_of_cmp_z(tmp_path / "whole.jsonl") == {"u1": "New name", "u9": "New name"}
+    assert (tmp_path / "chunked.jsonl").read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
+    assert names_of_cmp_z(tmp_path / "u1.jsonl") == {"u1": "New name"}
