@@ -347,7 +347,7 @@ def _validate(
             )
         )
         checks.append(
-            pl.when(c.str.len_bytes() > MAX_ID_CHARS).then(
+            pl.when(c.str.len_chars() > MAX_ID_CHARS).then(
                 pl.lit(f"field {name} is longer than {MAX_ID_CHARS} characters")
             )
         )

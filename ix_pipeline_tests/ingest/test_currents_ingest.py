@@ -148,6 +148,16 @@ def test_bad_record_is_quarantined_with_its_reason_and_the_rest_is_stored(
     assert saved[0]["reason"].startswith(reason) and saved[0]["record_index"] == 1
 
 
+def test_id_length_is_counted_in_characters(settings: Settings) -> None:
+    # 512 characters of three UTF-8 bytes each are 1,536 bytes, and within the limit.
+    within = campaign_event("cmp_1", "用" * 512, eid="cjk-512", event_type=CLICK)
+    beyond = campaign_event("cmp_1", "用" * 513, eid="cjk-513", event_type=CLICK)
+    write_jsonl(settings.landing / "currents" / "cjk.jsonl", [within, beyond])
+    _, report = ingest(settings)
+    assert report.events_stored == 1
+    assert _quarantined(settings) == [(1, "cjk-513", "field user_id is longer than 512 characters")]
+
+
 def test_json_lines_with_a_bad_line_in_the_middle(settings: Settings) -> None:
     path = settings.landing / "currents" / "mixed.jsonl"
     lines = [
