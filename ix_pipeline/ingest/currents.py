@@ -285,6 +285,11 @@ def _validate(
 ) -> ReadResult:
     """`path_type` (from `event_type=` in the path) stands in for records without their own."""
     n_records = raw.height + len(rejected)
+    # Dictionary-encoded strings (pandas' category, Parquet writers' dictionaries, Avro
+    # enums) are strings to Currents; the rules below check plain ones.
+    encoded = [n for n, d in raw.schema.items() if isinstance(d, (pl.Categorical, pl.Enum))]
+    if encoded:
+        raw = raw.with_columns(pl.col(encoded).cast(pl.String()))
     if "record_index" not in raw.columns:
         raw = raw.with_row_index("record_index").with_columns(
             pl.col("record_index").cast(pl.Int64())

@@ -259,6 +259,24 @@ def test_parquet_with_same_fields_and_with_wrong_column_types(settings: Settings
     ]
 
 
+def test_parquet_with_dictionary_encoded_strings(settings: Settings) -> None:
+    # pandas' category columns and Parquet writers' dictionaries arrive as Categorical.
+    rows = [
+        {**campaign_event("cmp_1", f"u{i}", eid=f"d{i}"), "event_type": CLICK} for i in range(3)
+    ]
+    table = pa.Table.from_pylist(rows)
+    for name in ("campaign_id", "app_group_id", "event_type"):
+        table = table.set_column(
+            table.schema.get_field_index(name), name, table[name].dictionary_encode()
+        )
+    pq.write_table(table, settings.landing / "currents" / "dictionaries.parquet")
+    _, report = ingest(settings)
+    assert report.events_stored == 3 and report.records_quarantined == 0
+    assert q(
+        settings, "SELECT id, campaign_id, event_type FROM campaign_interactions ORDER BY id"
+    ) == [(f"d{i}", "cmp_1", CLICK) for i in range(3)]
+
+
 def test_summaries_are_fed_by_every_event_and_items_ever_received(settings: Settings) -> None:
     root = settings.landing / "currents"
     write_events(root, "users.messages.email.Send", [campaign_event("cmp_1", "u1", t=T0)])
