@@ -148,16 +148,18 @@ def read_currents_file(path: Path) -> ReadResult:
                 raise UnreadableFile(f"not a readable Parquet file: {exc}") from exc
             return _validate(source, raw, path_type, [])
         if path.suffix == ".jsonl":
-            raw, rejected = _read_jsonl(path)
-            return _validate(source, raw, path_type, rejected)
+            raw, lines, rejected = _read_jsonl(path)
+            return _validate(source, raw, path_type, rejected, lines)
     except OSError as exc:
         raise UnreadableFile(f"cannot read the file: {exc}") from exc
     raise UnreadableFile(f"unsupported file type {path.suffix!r}")
 
 
-def _read_jsonl(path: Path) -> tuple[pl.DataFrame, list[Rejected]]:
-    """Line by line, so one bad line in the middle costs that line only."""
+def _read_jsonl(path: Path) -> tuple[pl.DataFrame, pl.Series, list[Rejected]]:
+    """Line by line, so one bad line in the middle costs that line only; returns the records,
+    the index of each one's line, and the lines rejected."""
     rows: list[dict[str, Any]] = []
+    lines: list[int] = []
     rejected: list[Rejected] = []
     source = str(path)
     with path.open("rb") as f:
@@ -194,13 +196,13 @@ def _read_jsonl(path: Path) -> tuple[pl.DataFrame, list[Rejected]]:
                     )
                 )
                 continue
-            obj["record_index"] = index
+            lines.append(index)
             rows.append(obj)
-    schema = {k: v for k, v in EVENT_SCHEMA.items()}
+    schema = {k: v for k, v in EVENT_SCHEMA.items() if k != "record_index"}
     frame = pl.DataFrame(
         {k: [row.get(k) for row in rows] for k in schema}, schema=schema, strict=False
     )
-    return frame, rejected
+    return frame, pl.Series(lines, dtype=pl.Int64()), rejected
 
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -281,19 +283,23 @@ def _column_type_reasons(raw: pl.DataFrame) -> tuple[list[pl.Expr], set[str]]:
 
 
 def _validate(
-    source: str, raw: pl.DataFrame, path_type: str | None, rejected: list[Rejected]
+    source: str,
+    raw: pl.DataFrame,
+    path_type: str | None,
+    rejected: list[Rejected],
+    record_index: pl.Series | None = None,
 ) -> ReadResult:
-    """`path_type` (from `event_type=` in the path) stands in for records without their own."""
+    """`path_type` (from `event_type=` in the path) stands in for records without their own.
+    `record_index` numbers the records in their file (by default, their position in `raw`);
+    it is never taken from `raw`, where a field of that name is just an unknown field."""
     n_records = raw.height + len(rejected)
     # Dictionary-encoded strings (pandas' category, Parquet writers' dictionaries, Avro
     # enums) are strings to Currents; the rules below check plain ones.
     encoded = [n for n, d in raw.schema.items() if isinstance(d, (pl.Categorical, pl.Enum))]
     if encoded:
         raw = raw.with_columns(pl.col(encoded).cast(pl.String()))
-    if "record_index" not in raw.columns:
-        raw = raw.with_row_index("record_index").with_columns(
-            pl.col("record_index").cast(pl.Int64())
-        )
+    if record_index is None:
+        record_index = pl.int_range(raw.height, dtype=pl.Int64(), eager=True)
     if "event_type" not in raw.columns:
         if path_type is None:
             raise UnreadableFile(
@@ -321,7 +327,9 @@ def _validate(
     present = set(raw.columns) - wrong
     typed = raw.select(
         [
-            (pl.col(n).cast(t, strict=False) if n in present else pl.lit(None, t)).alias(n)
+            pl.lit(record_index).alias(n)
+            if n == "record_index"
+            else (pl.col(n).cast(t, strict=False) if n in present else pl.lit(None, t)).alias(n)
             for n, t in EVENT_SCHEMA.items()
         ]
     )
@@ -377,11 +385,13 @@ def _validate(
         # The usual case: no copy of the file's rows just to drop none of them.
         return ReadResult(source=source, events=flagged.drop("_reason"), rejected=rejected,
                           records=n_records)  # fmt: skip
-    bad = flagged.filter(pl.col("_reason").is_not_null())
-    raw_bad = raw.join(bad.select("record_index", "_reason"), on="record_index", how="inner")
-    for rec in raw_bad.iter_rows(named=True):
-        reason_text = rec.pop("_reason")
-        idx = rec.pop("record_index")
+    # By position: `flagged` has `raw`'s rows in `raw`'s order, and a join on a column could
+    # meet one of the same name in the data.
+    is_bad = flagged["_reason"].is_not_null()
+    bad = flagged.filter(is_bad).select("record_index", "_reason")
+    for (idx, reason_text), rec in zip(
+        bad.iter_rows(), raw.filter(is_bad).iter_rows(named=True), strict=True
+    ):
         rejected.append(
             Rejected(
                 source, int(idx), reason_text, event_id=safe_event_id(rec.get("id")), record=rec

@@ -106,6 +106,38 @@ def test_unknown_optional_fields_never_fail_a_file(settings: Settings) -> None:
     assert report.events_stored == 1 and report.records_quarantined == 0
 
 
+def test_a_field_named_record_index_is_an_unknown_field_like_any_other(
+    settings: Settings,
+) -> None:
+    import fastavro
+
+    from ix_pipeline.demo.currents_files import avro_schema
+
+    root = settings.landing / "currents"
+    path = write_events(root, CLICK, [campaign_event("cmp_1", "u0")])
+    schema = avro_schema(CLICK)
+    schema["fields"].append({"name": "record_index", "type": ["null", "long"], "default": None})
+    with path.open("wb") as f:
+        fastavro.writer(f, fastavro.parse_schema(schema), [
+            {**campaign_event("cmp_1", "u1", eid="A"), "record_index": 7},
+            {**campaign_event("cmp_1", "u1", eid="A"), "record_index": 8},  # A delivered again
+            {**campaign_event("cmp_1", "u2", eid="B"), "record_index": 8},
+            {**campaign_event("cmp_1", "u3", eid="C"), "record_index": 9},
+        ])  # fmt: skip
+    rows = [{**campaign_event("cmp_1", "u4", eid=f"P{i}"), "event_type": CLICK} for i in range(2)]
+    rows[0]["time"] = 5
+    table = pa.Table.from_pylist(rows).append_column("record_index", pa.array(["x", "y"]))
+    pq.write_table(table, root / "backfill.parquet")
+    _, report = ingest(settings)
+    assert report.events_stored == 4 and report.duplicates_skipped == 1
+    assert q(settings, "SELECT id FROM campaign_interactions ORDER BY id") == [
+        ("A",), ("B",), ("C",), ("P1",)]  # fmt: skip
+    [(index, event_id, reason)] = _quarantined(settings)
+    assert (index, event_id) == (0, "P0") and reason.startswith("field time is out of range")
+    [saved] = (next(settings.quarantine.iterdir()) / "records.jsonl").read_text().splitlines()
+    assert json.loads(saved)["record"]["record_index"] == "x"
+
+
 def _quarantined(settings: Settings) -> list[tuple]:
     return q(
         settings,
