@@ -16,6 +16,7 @@ from typing import Any
 
 import fastavro
 import polars as pl
+from polars.exceptions import PanicException, PolarsError
 
 from ix_pipeline.ingest.event_types import EVENT_MEANINGS
 from ix_pipeline.ingest.quarantine import Rejected
@@ -127,7 +128,9 @@ def read_currents_file(path: Path) -> ReadResult:
                 raw = pl.read_avro(path)
             except UnreadableFile:
                 raise
-            except Exception as exc:  # polars/fastavro raise many types for corrupt input
+            # polars/fastavro raise many types for corrupt input; polars panics on some
+            # (a PanicException is not an Exception).
+            except (Exception, PanicException) as exc:
                 raise UnreadableFile(f"not a readable Avro container file: {exc}") from exc
             if path_type and declared and declared != path_type:
                 raise UnreadableFile(
@@ -144,7 +147,7 @@ def read_currents_file(path: Path) -> ReadResult:
         if path.suffix == ".parquet":
             try:
                 raw = pl.read_parquet(path)
-            except Exception as exc:
+            except (Exception, PanicException) as exc:
                 raise UnreadableFile(f"not a readable Parquet file: {exc}") from exc
             return _validate(source, raw, path_type, [])
         if path.suffix == ".jsonl":
@@ -152,6 +155,9 @@ def read_currents_file(path: Path) -> ReadResult:
             return _validate(source, raw, path_type, rejected, lines)
     except OSError as exc:
         raise UnreadableFile(f"cannot read the file: {exc}") from exc
+    except (PolarsError, PanicException) as exc:
+        # Data that no rule above foresaw and polars cannot handle costs its file, not the run.
+        raise UnreadableFile(f"cannot be validated: {exc}") from exc
     raise UnreadableFile(f"unsupported file type {path.suffix!r}")
 
 
@@ -254,7 +260,7 @@ def _column_type_reasons(raw: pl.DataFrame) -> tuple[list[pl.Expr], set[str]]:
     reasons: list[pl.Expr] = []
     wrong: set[str] = set()
     for name, target in EVENT_SCHEMA.items():
-        if name in ("record_index", "event_type") or name not in raw.columns:
+        if name == "record_index" or name not in raw.columns:
             continue
         dtype = raw.schema[name]
         if dtype == pl.Null:
@@ -293,6 +299,7 @@ def _validate(
     `record_index` numbers the records in their file (by default, their position in `raw`);
     it is never taken from `raw`, where a field of that name is just an unknown field."""
     n_records = raw.height + len(rejected)
+    checks_path: pl.Expr | None = None
     # Dictionary-encoded strings (pandas' category, Parquet writers' dictionaries, Avro
     # enums) are strings to Currents; the rules below check plain ones.
     encoded = [n for n, d in raw.schema.items() if isinstance(d, (pl.Categorical, pl.Enum))]
@@ -315,8 +322,6 @@ def _validate(
             + pl.col("event_type")
             + pl.lit(f" disagrees with the path's event_type={path_type}")
         )
-    else:
-        checks_path = None
     # Reasons in priority order; the first that applies is the one recorded.
     checks: list[pl.Expr] = []
     for name in REQUIRED:

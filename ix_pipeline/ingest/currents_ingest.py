@@ -226,3 +226,7 @@ def _settle(
         return item, future.result()
     except UnreadableFile as exc:
         return item, exc
+    except BaseException as exc:
+        # Not the file's fault (that is UnreadableFile) but the run stops: say where.
+        exc.add_note(f"while reading {item[0]}")
+        raise

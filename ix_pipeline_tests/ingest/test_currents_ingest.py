@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from polars.exceptions import ComputeError, PanicException
 
 from ix_pipeline.demo.currents_files import write_avro, write_jsonl
 from ix_pipeline.ingest.currents_ingest import ingest_currents
@@ -241,6 +243,87 @@ def test_corrupt_avro_file_is_quarantined_whole_and_other_files_still_load(
         ("quarantined", 3),
     ]
     assert good.exists()
+
+
+def _files_quarantined(settings: Settings) -> list[tuple[str, str]]:
+    rows = q(settings, "SELECT source, reason FROM quarantine_log WHERE record_index = -1")
+    return [(Path(source).name, reason) for source, reason in rows]
+
+
+def test_an_avro_file_polars_panics_on_costs_that_file_only(settings: Settings) -> None:
+    # polars 2.1 panics (a BaseException, not an Exception) on a snappy file of no records.
+    root = settings.landing / "currents"
+    write_events(root, CLICK, [campaign_event("cmp_1", "u1", eid="good")])
+    empty = write_events(root, CLICK, [], codec="snappy")
+    _, report = ingest(settings)
+    assert report.events_stored == 1 and report.files_quarantined == 1
+    [(name, reason)] = _files_quarantined(settings)
+    assert name == empty.name
+    assert reason.startswith(f"{empty.name}: not a readable Avro container file: ")
+
+
+@pytest.mark.parametrize(
+    "error", [PanicException("unreachable"), ComputeError("cannot cast")], ids=type
+)
+def test_a_file_polars_fails_to_validate_costs_that_file_only(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, error: BaseException
+) -> None:
+    from ix_pipeline.ingest import currents
+
+    validate = currents._validate
+
+    def failing(source: str, *args: Any, **kwargs: Any) -> Any:
+        if source.endswith("odd.jsonl"):
+            raise error
+        return validate(source, *args, **kwargs)
+
+    monkeypatch.setattr(currents, "_validate", failing)
+    write_jsonl(settings.landing / "currents" / "odd.jsonl", [campaign_event("c", "u1")], CLICK)
+    write_jsonl(settings.landing / "currents" / "good.jsonl", [campaign_event("c", "u2")], CLICK)
+    _, report = ingest(settings)
+    assert report.events_stored == 1 and report.files_quarantined == 1
+    assert _files_quarantined(settings) == [
+        ("odd.jsonl", f"odd.jsonl: cannot be validated: {error}")
+    ]
+
+
+def test_a_fault_of_the_code_stops_the_run_and_names_the_file(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ix_pipeline.ingest import currents
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(currents, "_validate", failing)
+    write_jsonl(settings.landing / "currents" / "odd.jsonl", [campaign_event("c", "u1")], CLICK)
+    with pytest.raises(KeyError) as raised:
+        ingest(settings)
+    assert any(note.endswith("odd.jsonl") for note in raised.value.__notes__)
+
+
+def test_parquet_whose_event_type_is_not_a_string(settings: Settings) -> None:
+    root = settings.landing / "currents"
+    rows = [campaign_event("cmp_1", f"u{i}", eid=f"p{i}") for i in range(2)]
+    for name, values in (("list", [[CLICK], [CLICK]]), ("int", [1, 2])):
+        table = pa.Table.from_pylist(rows).append_column("event_type", pa.array(values))
+        pq.write_table(table, root / f"{name}.parquet")
+    write_events(root, CLICK, [campaign_event("cmp_1", "u9", eid="good")])
+    _, report = ingest(settings)
+    assert report.events_stored == 1 and report.records_quarantined == 4
+    assert q(settings, "SELECT DISTINCT reason FROM quarantine_log ORDER BY 1") == [
+        ("field event_type is not a string (found Int64)",),
+        ("field event_type is not a string (found List(String))",),
+    ]
+
+
+def test_parquet_without_event_type_takes_its_folders(settings: Settings) -> None:
+    folder = settings.landing / "currents" / f"event_type={CLICK}"
+    folder.mkdir()
+    pq.write_table(pa.Table.from_pylist([campaign_event("cmp_1", "u1")]), folder / "a.parquet")
+    _, report = ingest(settings)
+    assert report.events_stored == 1
+    assert q(settings, "SELECT event_type FROM campaign_interactions") == [(CLICK,)]
 
 
 def test_avro_whose_schema_disagrees_with_its_path_is_quarantined(settings: Settings) -> None:
