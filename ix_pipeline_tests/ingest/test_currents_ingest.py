@@ -108,6 +108,49 @@ def test_unknown_optional_fields_never_fail_a_file(settings: Settings) -> None:
     assert report.events_stored == 1 and report.records_quarantined == 0
 
 
+_ENUM = {"type": "enum", "name": "Device", "symbols": ["ios", "android"]}
+
+
+@pytest.mark.parametrize(
+    ("avro_type", "value"),
+    [
+        (["null", {"type": "map", "values": "string"}], {"k": "v"}),
+        (["null", _ENUM], "ios"),
+        (_ENUM, "android"),
+        (["null", "string", "long"], 5),
+        (["string", "long"], "x"),
+        ({"type": "record", "name": "Geo", "fields": [{"name": "tags", "type": {"type": "map", "values": "long"}}]},
+         {"tags": {"a": 1}}),
+        (["null", {"type": "fixed", "name": "F12", "size": 12, "logicalType": "duration"}], b"\0" * 12),
+        (["null", {"type": "array", "items": "string"}], ["a"]),  # one polars reads itself
+    ],
+    ids=["map", "nullable enum", "enum", "union of three", "union of two", "record of a map",
+         "duration", "array"],
+)  # fmt: skip
+def test_a_new_avro_field_of_any_type_is_ignored(
+    settings: Settings, avro_type: Any, value: Any
+) -> None:
+    import fastavro
+
+    from ix_pipeline.demo.currents_files import avro_schema
+
+    path = write_events(settings.landing / "currents", CLICK, [])
+    schema = avro_schema(CLICK)
+    schema["fields"].append({"name": "new_field", "type": avro_type})
+    records = [campaign_event("cmp_1", f"u{i}", eid=f"n{i}", link_alias=f"al{i}") for i in range(3)]
+    records[2]["time"] = 5
+    with path.open("wb") as f:
+        fastavro.writer(
+            f, fastavro.parse_schema(schema), [{**r, "new_field": value} for r in records]
+        )
+    _, report = ingest(settings)
+    assert report.files_quarantined == 0 and report.events_stored == 2
+    assert q(settings, "SELECT id, user_id, time, link_alias FROM campaign_interactions ORDER BY id") == [
+        ("n0", "u0", T0, "al0"), ("n1", "u1", T0, "al1")]  # fmt: skip
+    [(index, event_id, reason)] = _quarantined(settings)
+    assert (index, event_id) == (2, "n2") and reason.startswith("field time is out of range")
+
+
 def test_a_field_named_record_index_is_an_unknown_field_like_any_other(
     settings: Settings,
 ) -> None:
