@@ -35,7 +35,10 @@ STRING_FIELDS: tuple[str, ...] = (
 )  # fmt: skip
 INT_FIELDS: tuple[str, ...] = ("time", "conversion_behavior_index")
 BOOL_FIELDS: tuple[str, ...] = ("is_suspected_bot_click", "in_control_group")
-REQUIRED: tuple[str, ...] = ("id", "user_id", "time")
+# FORMATS.md section 1: the fields present on every event (`external_user_id` may be null),
+# and those one event type requires.
+REQUIRED: tuple[str, ...] = ("id", "user_id", "time", "app_group_id")
+REQUIRED_ON: dict[str, tuple[str, ...]] = {"users.canvas.Entry": ("in_control_group",)}
 
 # Bounds that catch unit mistakes (milliseconds) and garbage without rejecting real history.
 MIN_TIME = 946_684_800  # 2000-01-01T00:00:00Z
@@ -416,6 +419,19 @@ def _validate(
             pl.lit("field time is out of range (UNIX seconds between 2000 and 2100 expected)")
         )
     )
+    app = pl.col("app_group_id")
+    checks.append(
+        pl.when(app.is_null() | (app.str.len_chars() == 0)).then(
+            pl.lit("required field app_group_id is empty")
+        )
+    )
+    for event_type, names in REQUIRED_ON.items():
+        for name in names:
+            checks.append(
+                pl.when((pl.col("event_type") == event_type) & pl.col(name).is_null()).then(
+                    pl.lit(f"required field {name} is missing or null on {event_type}")
+                )
+            )
     # A null event type is unknown too (`is_in` alone yields null, which flags nothing).
     known = pl.col("event_type").is_not_null() & pl.col("event_type").is_in(list(EVENT_MEANINGS))
     checks.append(

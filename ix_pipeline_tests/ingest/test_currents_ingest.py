@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from polars.exceptions import ComputeError, PanicException
 
-from ix_pipeline.demo.currents_files import write_avro, write_jsonl
+from ix_pipeline.demo.currents_files import CURRENTS_FIELDS, currents_path, write_avro, write_jsonl
 from ix_pipeline.ingest.currents_ingest import ingest_currents
 from ix_pipeline.settings import Settings, load_settings
 from ix_pipeline.store.hot import hot_connection
@@ -196,6 +197,8 @@ def _quarantined(settings: Settings) -> list[tuple]:
         ({"id": None}, "required field id is empty"),
         ({"id": ""}, "required field id is empty"),
         ({"user_id": None}, "required field user_id is empty"),
+        ({"app_group_id": None}, "required field app_group_id is empty"),
+        ({"app_group_id": ""}, "required field app_group_id is empty"),
         ({"time": None}, "required field time is null"),
         ({"time": "yesterday"}, "field time is not an integer"),
         ({"time": 1_700_000_000_000}, "field time is out of range"),
@@ -233,6 +236,44 @@ def test_id_length_is_counted_in_characters(settings: Settings) -> None:
     _, report = ingest(settings)
     assert report.events_stored == 1
     assert _quarantined(settings) == [(1, "cjk-513", "field user_id is longer than 512 characters")]
+
+
+def test_canvas_entry_without_in_control_group_is_quarantined(settings: Settings) -> None:
+    root = settings.landing / "currents"
+    entry = "users.canvas.Entry"
+    without = [f for f in CURRENTS_FIELDS if f != "in_control_group"]
+    for part, (fields, value) in enumerate(((None, True), (None, None), (without, None))):
+        write_avro(
+            currents_path(root, entry, datetime(2025, 1, 10, 12, tzinfo=UTC), part=part),
+            entry,
+            [canvas_event("cnv_1", "u1", in_control_group=value)],
+            fields=fields,
+        )
+    write_jsonl(root / "entry.jsonl", [canvas_event("cnv_1", "u2", in_control_group=None)], entry)
+    # Required on Entry events only.
+    write_jsonl(root / "send.jsonl", [campaign_event("cmp_1", "u3")], "users.messages.email.Send")
+    _, report = ingest(settings)
+    assert report.events_stored == 2 and report.records_quarantined == 3
+    assert {reason for _, _, reason in _quarantined(settings)} == {
+        "required field in_control_group is missing or null on users.canvas.Entry"
+    }
+
+
+def test_avro_schema_without_app_group_id(settings: Settings) -> None:
+    import fastavro
+
+    from ix_pipeline.demo.currents_files import avro_schema
+
+    path = write_events(settings.landing / "currents", CLICK, [])
+    schema = avro_schema(CLICK)
+    schema["fields"] = [f for f in schema["fields"] if f["name"] != "app_group_id"]
+    record = campaign_event("cmp_1", "u1", eid="a1")
+    del record["app_group_id"]
+    with path.open("wb") as f:
+        fastavro.writer(f, fastavro.parse_schema(schema), [record])
+    _, report = ingest(settings)
+    assert report.events_stored == 0
+    assert _quarantined(settings) == [(0, "a1", "required field app_group_id is missing")]
 
 
 def test_json_lines_with_a_bad_line_in_the_middle(settings: Settings) -> None:

@@ -208,12 +208,13 @@ def avro_file(settings: Settings, event_type: str, fields: list[dict[str, Any]],
 NULL_STR = ["null", "string"]
 BASE_FIELDS: list[dict[str, Any]] = [
     {"name": "id", "type": "string"}, {"name": "user_id", "type": "string"}, {"name": "time", "type": "long"},
-    {"name": "campaign_id", "type": NULL_STR, "default": None},
+    {"name": "app_group_id", "type": "string"}, {"name": "campaign_id", "type": NULL_STR, "default": None},
 ]  # fmt: skip
 
 
 def rec(eid: str, **extra: Any) -> dict[str, Any]:
-    return {"id": eid, "user_id": f"user-{eid}", "time": T0, "campaign_id": "cmp_1", **extra}
+    return {"id": eid, "user_id": f"user-{eid}", "time": T0, "app_group_id": "app", "campaign_id": "cmp_1",
+            **extra}  # fmt: skip
 
 
 def flip_bytes(path: Path, at: float, n: int = 24) -> None:
@@ -552,7 +553,7 @@ def parquet(
 def pq_columns(ids: list[str], **override: Any) -> dict[str, Any]:
     n = len(ids)
     return {"id": ids, "user_id": [f"user-{i}" for i in ids], "time": [T0] * n, "event_type": [CLICK] * n,
-            "campaign_id": ["cmp_1"] * n, **override}  # fmt: skip
+            "app_group_id": ["app"] * n, "campaign_id": ["cmp_1"] * n, **override}  # fmt: skip
 
 
 def test_parquet_truncated_is_rejected_whole(settings: Settings) -> None:
