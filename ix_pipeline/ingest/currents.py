@@ -159,6 +159,9 @@ def _read_avro(path: Path, schema: Any) -> pl.DataFrame:
 def read_currents_file(path: Path) -> ReadResult:
     """Read and validate one file; raises UnreadableFile when nothing of it can be trusted."""
     source = str(path)
+    if not _utf8(source):
+        # Python keeps its bytes as lone surrogates, which no reader or store accepts.
+        raise UnreadableFile("the file name is not UTF-8 (rename the file to have it read)")
     try:
         if path.stat().st_size == 0:
             raise UnreadableFile("the file is empty (Currents never writes empty files)")
@@ -202,6 +205,14 @@ def read_currents_file(path: Path) -> ReadResult:
         # Data that no rule above foresaw and polars cannot handle costs its file, not the run.
         raise UnreadableFile(f"cannot be validated: {exc}") from exc
     raise UnreadableFile(f"unsupported file type {path.suffix!r}")
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _read_jsonl(path: Path) -> tuple[pl.DataFrame, pl.Series, list[Rejected]]:

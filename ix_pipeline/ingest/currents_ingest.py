@@ -35,6 +35,7 @@ from ix_pipeline.store.events import (
     FileRecord,
     QuarantineEntry,
     fold_pending,
+    path_text,
     pending_files,
     store_events,
 )
@@ -134,8 +135,9 @@ def _ingest(
         except OSError as exc:
             # Named explicitly but gone (moved by its deliverer, a broken link): say so and
             # record nothing as ingested, so the file is read if it comes back.
+            source = path_text(path)
             pending.rejected.append(
-                Rejected(str(path), -1, f"{path.name}: cannot read the file: {exc}")
+                Rejected(source, -1, f"{Path(source).name}: cannot read the file: {exc}")
             )
             report.files_quarantined += 1
             report.count_reason(f"cannot read the file: {exc}")
@@ -144,10 +146,10 @@ def _ingest(
     todo = [(p, st) for p, st in todo if p in fresh]
 
     for done, ((path, stat), outcome) in enumerate(_read_ahead(todo), start=1):
-        source = str(path.resolve())
+        source = path_text(path.resolve())
         pending.paths[source] = path
         if isinstance(outcome, UnreadableFile):
-            pending.rejected.append(Rejected(source, -1, f"{path.name}: {outcome}"))
+            pending.rejected.append(Rejected(source, -1, f"{Path(source).name}: {outcome}"))
             pending.files.append(
                 FileRecord(source, stat.st_size, stat.st_mtime_ns, "currents", "quarantined", 0, 0)
             )

@@ -17,6 +17,7 @@ aggregates pending, never lost: the next ingest folds them first (`fold_pending`
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +35,12 @@ from ix_pipeline.store.schema import (
     ledger_key,
     pending_table,
 )
+
+
+def path_text(path: Path | str) -> str:
+    """A path as the store keeps it: a byte of a name that is not UTF-8 as `\\xff`. Python
+    holds such a byte as a lone surrogate, which no UTF-8 column (nor Arrow) accepts."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 @dataclass(frozen=True)
@@ -324,7 +331,7 @@ def pending_files(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> list[Pat
     """The files not yet ingested (new, or rewritten since): what a sensor should hand to a run."""
     if not paths:
         return []
-    stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+    stats = [(path_text(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
     seen = pa.table(
         {
             "path": [s[0] for s in stats],

@@ -410,6 +410,29 @@ def test_parquet_without_event_type_takes_its_folders(settings: Settings) -> Non
     assert q(settings, "SELECT event_type FROM campaign_interactions") == [(CLICK,)]
 
 
+def test_a_file_whose_name_is_not_utf8_is_quarantined_by_its_escaped_name(
+    settings: Settings,
+) -> None:
+    import os
+
+    root = settings.landing / "currents"
+    good = write_events(root, CLICK, [campaign_event("cmp_1", "u1", eid="good")])
+    odd = Path(os.fsdecode(bytes(good.parent) + b"/part-\xff.avro"))
+    write_avro(odd, CLICK, [campaign_event("cmp_1", "u2", eid="odd")])
+    _, report = ingest(settings)
+    assert report.events_stored == 1 and report.files_quarantined == 1
+    [(name, reason)] = _files_quarantined(settings)
+    assert name == "part-\\xff.avro"
+    assert reason == "part-\\xff.avro: the file name is not UTF-8 (rename the file to have it read)"
+    assert q(settings, "SELECT status, count(*) FROM ingested_files GROUP BY 1 ORDER BY 1") == [
+        ("ingested", 1), ("quarantined", 1)]  # fmt: skip
+    [copy] = [p for p in next(settings.quarantine.iterdir()).iterdir() if p.suffix == ".avro"]
+    assert copy.read_bytes() == odd.read_bytes()
+    # Recorded under its escaped name, so the next run does not quarantine it again.
+    _, again = ingest(settings)
+    assert again.files_skipped == 2 and again.files_quarantined == 0
+
+
 def test_avro_whose_schema_disagrees_with_its_path_is_quarantined(settings: Settings) -> None:
     root = settings.landing / "currents"
     path = write_events(root, CLICK, [campaign_event("cmp_1", "u1")])
