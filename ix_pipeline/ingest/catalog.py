@@ -36,6 +36,7 @@ from ix_pipeline.ingest.quarantine import Quarantine, Rejected
 from ix_pipeline.store.events import FileRecord, QuarantineEntry, pending_files
 from ix_pipeline.store.hot import insert_rows, transaction
 from ix_pipeline.store.lifecycle_io import Transition, hot_row_counts, write_audit
+from ix_pipeline.store.schema import ITEM_TYPES as INTERACTION_ITEM_TYPES
 
 DOCUMENT_TYPES = ("campaign", "canvas", "segment", "content_card")
 ITEM_TYPES = ("campaign", "canvas")
@@ -454,7 +455,7 @@ def rebuild_catalog_tables(
     ).fetchall()
     if flagged:
         ids = [item_id for item_id, _ in flagged]
-        hot_rows = {item_type: hot_row_counts(con, item_type, ids) for item_type in ITEM_TYPES}
+        hot_rows = {t: hot_row_counts(con, t, ids) for t in INTERACTION_ITEM_TYPES}
         con.execute(
             """UPDATE item_lifecycle SET state = 'legacy_deleted', updated_at = ?
                WHERE item_id IN (SELECT unnest(?))""",

@@ -103,7 +103,8 @@ def notify_dead_restore(run: dg.DagsterRun, mail: MailResource) -> str | None:
     Returns where it went; None for a run of another job."""
     if run.job_name != restore_interaction_data.name:
         return None
-    config = run.run_config.get("ops", {}).get("restore_items", {}).get("config", {})
+    run_config: dict[str, Any] = dict(run.run_config)
+    config: dict[str, Any] = run_config.get("ops", {}).get("restore_items", {}).get("config", {})
     request = RestoreRequest(
         campaign_ids=tuple(config.get("campaign_ids", ())),
         canvas_ids=tuple(config.get("canvas_ids", ())),

@@ -15,12 +15,14 @@ from ix_pipeline_tests.lifecycle.test_expiry import expire
 
 def export_csvs(settings: Settings, *item_ids: str) -> dg.MaterializeResult:
     resources = build_resources(settings)
-    return item_csv_exports(  # type: ignore[no-any-return]
+    result = item_csv_exports(
         dg.build_asset_context(),
         config=ItemCsvConfig(item_ids=list(item_ids)),
         hot=resources["hot"],
         landing=resources["landing"],
     )
+    assert isinstance(result, dg.MaterializeResult) and result.metadata is not None
+    return result
 
 
 def test_an_item_csv_written_while_hot_is_gone_once_the_item_expired(settings: Settings) -> None:
@@ -34,4 +36,4 @@ def test_an_item_csv_written_while_hot_is_gone_once_the_item_expired(settings: S
     assert [p.name for p in folder.glob("*.csv")] == [
         n for n in written if n.startswith("cmp_active-")
     ]
-    assert result.metadata["removed_files_of_hidden_items"] == 1
+    assert (result.metadata or {})["removed_files_of_hidden_items"] == 1
