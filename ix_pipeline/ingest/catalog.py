@@ -33,7 +33,7 @@ from ix_pipeline.audience.expressions import (
 )
 from ix_pipeline.ingest.currents import safe_event_id
 from ix_pipeline.ingest.quarantine import Quarantine, Rejected
-from ix_pipeline.store.events import FileRecord, QuarantineEntry, pending_files
+from ix_pipeline.store.events import FileRecord, QuarantineEntry, path_text, pending_files
 from ix_pipeline.store.hot import insert_rows, transaction
 from ix_pipeline.store.lifecycle_io import Transition, hot_row_counts, write_audit
 from ix_pipeline.store.schema import ITEM_TYPES as INTERACTION_ITEM_TYPES
@@ -215,16 +215,18 @@ def check_document(doc: Any) -> dict[str, Any]:
 
 
 def _read_catalog_file(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[Rejected]]:
-    source = str(path.resolve())
+    # A name that is not UTF-8 is read all the same; the store keeps it escaped.
+    source = path_text(path.resolve())
+    name = Path(source).name
     try:
         with _json_depth():
             data = json.loads(path.read_bytes().decode("utf-8"))
     except RecursionError:
         raise BadDocument(
-            f"{path.name} is not a readable JSON document: nested deeper than {MAX_JSON_DEPTH} levels"
+            f"{name} is not a readable JSON document: nested deeper than {MAX_JSON_DEPTH} levels"
         ) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadDocument(f"{path.name} is not a readable JSON document: {exc}") from exc
+        raise BadDocument(f"{name} is not a readable JSON document: {exc}") from exc
     docs = data if isinstance(data, list) else [data]
     good: list[tuple[int, dict[str, Any]]] = []
     rejected: list[Rejected] = []
@@ -258,14 +260,17 @@ def ingest_catalog(
             todo.append((path, path.stat()))
         except OSError as exc:
             # Named explicitly but gone: say so, record nothing as ingested (see currents).
-            rejected.append(Rejected(str(path), -1, f"{path.name}: cannot read the file: {exc}"))
+            source = path_text(path)
+            rejected.append(
+                Rejected(source, -1, f"{Path(source).name}: cannot read the file: {exc}")
+            )
             report.files_quarantined += 1
     fresh = set(pending_files(con, [p for p, _ in todo]))
     report.files_skipped += len(todo) - len(fresh)
     for path, stat in todo:
         if path not in fresh:
             continue
-        source = str(path.resolve())
+        source = path_text(path.resolve())
         file_paths[source] = path
         try:
             good, bad = _read_catalog_file(path)

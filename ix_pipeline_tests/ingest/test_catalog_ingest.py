@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -327,3 +329,19 @@ def test_a_hot_item_later_flagged_as_legacy_deleted_is_audited(settings: Setting
     )
     assert (from_state, to_state, rows, actor) == ("hot", "legacy_deleted", 2, "ingest_catalog")
     assert "pre-2024" in reason
+
+
+def test_a_catalog_file_whose_name_is_not_utf8_is_read_and_kept_by_its_escaped_name(
+    settings: Settings,
+) -> None:
+    folder = settings.landing / "catalog"
+    odd = Path(os.fsdecode(bytes(folder) + b"/catalog-\xff.json"))
+    odd.parent.mkdir(parents=True, exist_ok=True)
+    odd.write_text(json.dumps([campaign("cmp_a")]))
+    report, _ = ingest(settings)
+    assert report.documents_loaded == 1
+    assert q(settings, "SELECT id FROM catalog_items") == [("cmp_a",)]
+    [(path,)] = q(settings, "SELECT path FROM ingested_files WHERE kind = 'catalog'")
+    assert path.endswith("catalog-\\xff.json")
+    again, _ = ingest(settings)
+    assert again.files_skipped == 1
