@@ -164,6 +164,8 @@ def _refuse_an_archive_missing_rows(
     short = []
     for item_type in ("campaign", "canvas"):
         ids = [i for i, t in plan.to_restore if t == item_type and moved.get(i, (0,))[0] > 0]
+        if not ids:
+            continue  # not even the log of a table nothing is restored from
         for item_id, have in archive.logged_rows(item_type, ids).items():
             want, when = moved[item_id]
             if have is not None and have < want:
