@@ -237,7 +237,7 @@ def child_expire_ours(db: Path, archive_dir: Path, as_of: datetime = AS_OF) -> N
         result = run_expiry(con, Archive(str(archive_dir)), as_of, "bench-expiry")
     seconds = time.perf_counter() - t0
     emit({"seconds": seconds, "cpu_s": time.process_time() - cpu0,
-          "rows": result.rows_archived, "deleted": result.rows_deleted,
+          "rows": result.rows_written, "deleted": result.rows_deleted,
           "items": sorted(result.expired), "still_hot": result.rows_still_hot})  # fmt: skip
 
 

@@ -83,17 +83,53 @@ class ExpiryPlan:
 
 
 @dataclass
+class Moved:
+    """What an expiry did to one item type's rows."""
+
+    items_expired: int = 0
+    # Rows of the expired items that left the hot store for the archive: what a dry run
+    # announces and the real run does.
+    rows_archived: int = 0
+    # Of those (and of late rows), the ones the archive lacked: fewer when an item expires
+    # again after a restore. Not computed by a dry run (it would read the archive).
+    rows_written: int = 0
+    rows_deleted: int = 0  # late rows of expired items included
+    late_rows_archived: int = 0
+    rows_still_hot: int = 0
+
+
+@dataclass
 class ExpiryResult:
     as_of: datetime
     dry_run: bool
     expired: list[str] = field(default_factory=list)
-    rows_archived: int = 0
-    rows_deleted: int = 0
-    late_rows_archived: int = 0
     rolled_back: list[str] = field(default_factory=list)
     rows_per_item: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
-    rows_still_hot: int = 0
+    by_type: dict[ItemType, Moved] = field(default_factory=lambda: {t: Moved() for t in ITEM_TYPES})
+
+    def _total(self, name: str) -> int:
+        return sum(getattr(moved, name) for moved in self.by_type.values())
+
+    @property
+    def rows_archived(self) -> int:
+        return self._total("rows_archived")
+
+    @property
+    def rows_written(self) -> int:
+        return self._total("rows_written")
+
+    @property
+    def rows_deleted(self) -> int:
+        return self._total("rows_deleted")
+
+    @property
+    def late_rows_archived(self) -> int:
+        return self._total("late_rows_archived")
+
+    @property
+    def rows_still_hot(self) -> int:
+        return self._total("rows_still_hot")
 
 
 def plan_expiry(con: duckdb.DuckDBPyConnection, as_of: datetime) -> ExpiryPlan:
@@ -153,8 +189,15 @@ def run_expiry(
     if dry_run:
         result.expired = [d.item_id for d in plan.eligible]
         result.rows_per_item = {d.item_id: plan.hot_rows.get(d.item_id, 0) for d in plan.eligible}
-        result.rows_archived = sum(result.rows_per_item.values())
-        result.rows_still_hot = sum(plan.hot_rows.values()) - result.rows_archived
+        item_type_of = {d.item_id: d.item_type for d in plan.decisions}
+        for item_type, moved in result.by_type.items():
+            mine = [d for d in plan.eligible if d.item_type == item_type]
+            moved.items_expired = len(mine)
+            moved.rows_archived = sum(result.rows_per_item[d.item_id] for d in mine)
+            moved.rows_still_hot = (
+                sum(n for i, n in plan.hot_rows.items() if item_type_of.get(i) == item_type)
+                - moved.rows_archived
+            )
         return result
 
     with transaction(con):
@@ -177,8 +220,9 @@ def run_expiry(
                 )
             if progress:
                 progress(done, len(steps))
-    tables = [interaction_table(t) for t in ITEM_TYPES]
-    result.rows_still_hot = sum(scalar(con, f"SELECT count(*) FROM {t}") for t in tables)  # noqa: S608
+    for item_type, moved in result.by_type.items():
+        table = interaction_table(item_type)
+        moved.rows_still_hot = scalar(con, f"SELECT count(*) FROM {table}")  # noqa: S608
     return result
 
 
@@ -202,9 +246,10 @@ def _expire_chunk(
     ids = [t.item_id for t in owned]
     if not ids:
         return
+    moved = result.by_type[item_type]
     again = archive.holds_rows_of(item_type, ids)
     with memory_limit(con, WRITE_AGAIN_DUCKDB_MEMORY if again else WRITE_DUCKDB_MEMORY):
-        result.rows_archived += archive_hot_rows(con, archive, item_type, ids, run_id=run_id)
+        moved.rows_written += archive_hot_rows(con, archive, item_type, ids, run_id=run_id)
     fault_point("expiry.after_archive_write")
     missing = hot_ids_missing_from_archive(con, archive, item_type, ids)
     if missing:
@@ -224,8 +269,10 @@ def _expire_chunk(
         )  # fmt: skip
     fault_point("expiry.after_hot_delete")
     result.expired.extend(ids)
-    result.rows_deleted += deleted
     result.rows_per_item.update(rows)
+    moved.items_expired += len(ids)
+    moved.rows_archived += sum(rows.values())
+    moved.rows_deleted += deleted
 
 
 def _archive_late_rows(
@@ -241,7 +288,10 @@ def _archive_late_rows(
     """Late events of expired items go where the rest of the item is; the state never
     leaves `expired`, so the rows stay invisible throughout."""
     ids = [d.item_id for d in chunk]
-    result.late_rows_archived += archive_hot_rows(con, archive, item_type, ids, run_id=run_id)
+    moved = result.by_type[item_type]
+    written = archive_hot_rows(con, archive, item_type, ids, run_id=run_id)
+    moved.rows_written += written
+    moved.late_rows_archived += written
     missing = hot_ids_missing_from_archive(con, archive, item_type, ids)
     if missing:
         raise ExpiryVerificationFailed(f"the archive is missing late rows of {sorted(missing)}")
@@ -262,4 +312,4 @@ def _archive_late_rows(
              for i, n in counts.items()],
             as_of=as_of, run_id=run_id, actor=actor,
         )  # fmt: skip
-    result.rows_deleted += deleted
+    moved.rows_deleted += deleted

@@ -6,7 +6,9 @@ metadata; no business rule lives here. Every step that opens the hot DuckDB file
 """
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -46,12 +48,27 @@ HOT_SPECS = [
     dg.AssetSpec("item_analytics", group_name="hot_store", kinds={"duckdb"},
                  description="Event counts per item, variant, step, event type and day; never expire."),
 ]  # fmt: skip
+
+
+def run_as_of(context: dg.AssetExecutionContext, value: str | None) -> datetime:
+    """The config's as-of, or else the instant the run was created: every step of a run
+    launched without one (the launchpad's default) decides as of the same moment, so the
+    eligibility it shows is the one the archive step acts on."""
+    if value:
+        return parse_as_of(value)
+    record = context.instance.get_run_record_by_id(context.run.run_id)
+    if record is None or record.create_timestamp is None:
+        return parse_as_of(None)
+    return record.create_timestamp.astimezone(UTC)
+
+
 ARCHIVE_SPECS = [
+    # Skippable: a dry run moves nothing, so it records an observation, not a materialization.
     dg.AssetSpec(["archive", "campaign_interactions"], group_name="lifecycle", kinds={"deltalake"},
-                 deps=["expiry_eligibility", "campaign_interactions"],
+                 deps=["expiry_eligibility", "campaign_interactions"], skippable=True,
                  description="Expired campaign interaction data, kept forever (Delta Lake, partitioned by item)."),
     dg.AssetSpec(["archive", "canvas_interactions"], group_name="lifecycle", kinds={"deltalake"},
-                 deps=["expiry_eligibility", "canvas_interactions"],
+                 deps=["expiry_eligibility", "canvas_interactions"], skippable=True,
                  description="Expired Canvas interaction data, kept forever (Delta Lake, partitioned by item)."),
 ]  # fmt: skip
 
@@ -158,7 +175,7 @@ def expiry_eligibility(
     context: dg.AssetExecutionContext, config: ExpiryConfig, hot: HotStoreResource
 ) -> dg.MaterializeResult:
     """Per item: state, expiry date, exempting consumers, reason, and whether tonight's run moves it."""
-    as_of = parse_as_of(config.as_of)
+    as_of = run_as_of(context, config.as_of)
     with hot.connection() as con:
         plan = plan_expiry(con, as_of)
         con.execute(
@@ -207,7 +224,7 @@ def interaction_archive(
     archive: ArchiveResource,
 ) -> Iterator[dg.MaterializeResult]:
     """The nightly expiry: move eligible items' rows to the Delta archive, verify, delete from hot."""
-    as_of = parse_as_of(config.as_of)
+    as_of = run_as_of(context, config.as_of)
 
     def progress(done: int, total: int) -> None:
         context.log.info(f"expiry: {done}/{total} chunks done")
@@ -229,18 +246,27 @@ def interaction_archive(
         "rolled_back": result.rolled_back,
         "late_rows_archived": result.late_rows_archived,
     }
-    context.log.info(f"expired {len(result.expired)} items, archived {result.rows_archived} rows")
-    for item_type in ("campaign", "canvas"):
+    if not config.dry_run:
+        summary["rows_written"] = result.rows_written
+    verb = "would expire" if config.dry_run else "expired"
+    context.log.info(f"{verb} {len(result.expired)} items, {result.rows_archived} rows")
+    for item_type, moved in result.by_type.items():
+        key = dg.AssetKey(["archive", f"{item_type}_interactions"])
+        metadata: dict[str, Any] = {
+            "items_expired": moved.items_expired,
+            "rows_archived": moved.rows_archived,
+            "rows_deleted_from_hot": moved.rows_deleted,
+            "late_rows_archived": moved.late_rows_archived,
+            "rows_still_hot": moved.rows_still_hot,
+            "result": dg.MetadataValue.json(summary),
+        }
+        if config.dry_run:
+            # Nothing moved: an observation shows what would, without a materialization
+            # that would plot a night that never happened.
+            context.log_event(dg.AssetObservation(asset_key=key, metadata=metadata))
+            continue
         yield dg.MaterializeResult(
-            asset_key=["archive", f"{item_type}_interactions"],
-            metadata={
-                "items_expired": len(result.expired),
-                "rows_archived": result.rows_archived,
-                "rows_deleted_from_hot": result.rows_deleted,
-                "late_rows_archived": result.late_rows_archived,
-                "rows_still_hot": result.rows_still_hot,
-                "result": dg.MetadataValue.json(summary),
-            },
+            asset_key=key, metadata={**metadata, "rows_written": moved.rows_written}
         )
 
 
@@ -261,7 +287,7 @@ def expiring_soon(
     mail: MailResource,
 ) -> dg.MaterializeResult:
     """Items whose data will expire within the horizon, so nobody is surprised: a list and a mail."""
-    as_of = parse_as_of(config.as_of)
+    as_of = run_as_of(context, config.as_of)
     with hot.connection(read_only=True) as con:
         plan = plan_expiry(con, as_of)
     soon = expiring_within(plan.decisions, as_of, config.days)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
+from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -73,6 +76,74 @@ def test_ingest_and_nightly_expiry_jobs_run_on_an_instance(settings: Settings) -
         [mat] = [m for m in expired.asset_materializations_for_node("interaction_archive")][:1]
         assert mat.metadata["items_expired"].value == 1
     assert q(settings, "SELECT state FROM item_lifecycle") == [("expired",)]
+
+
+def _archive_metadata(events: Sequence[dg.DagsterEvent], kind: str) -> dict[str, dict[str, Any]]:
+    """Per archive asset, the metadata of its materializations or of its observations."""
+    out: dict[str, dict[str, Any]] = {}
+    for event in events:
+        if event.event_type_value != kind:
+            continue
+        if kind == "ASSET_MATERIALIZATION":
+            record: dg.AssetMaterialization | dg.AssetObservation = (
+                event.step_materialization_data.materialization
+            )
+        else:
+            record = event.asset_observation_data.asset_observation
+        key = record.asset_key.to_user_string()
+        if key.startswith("archive/"):
+            out[key] = {k: v.value for k, v in record.metadata.items()}
+    return out
+
+
+def test_the_archive_assets_report_their_own_type_and_a_dry_run_materializes_nothing(
+    settings: Settings,
+) -> None:
+    from ix_pipeline_tests import builders
+    from ix_pipeline_tests.conftest import ingest
+
+    builders.write_catalog(
+        settings.landing / "catalog", [builders.campaign("cmp_1"), builders.canvas("cnv_1")]
+    )
+    builders.write_events(settings.landing / "currents", scenario.SEND,
+                          [builders.campaign_event("cmp_1", f"u{i}") for i in range(3)]
+                          + [builders.canvas_event("cnv_1", f"u{i}") for i in range(2)])  # fmt: skip
+    ingest(settings)
+    job = build_defs(settings).resolve_job_def("nightly_expiry")
+    with dg.instance_for_test() as instance:
+        dry = job.execute_in_process(
+            run_config=expiry_run_config(NIGHT, dry_run=True), instance=instance
+        )
+        assert _archive_metadata(dry.all_events, "ASSET_MATERIALIZATION") == {}
+        seen = _archive_metadata(dry.all_events, "ASSET_OBSERVATION")
+        assert seen["archive/campaign_interactions"]["rows_archived"] == 3
+        assert seen["archive/canvas_interactions"]["rows_archived"] == 2
+        assert q(settings, "SELECT DISTINCT state FROM item_lifecycle") == [("hot",)]
+        real = job.execute_in_process(run_config=expiry_run_config(NIGHT), instance=instance)
+        done = _archive_metadata(real.all_events, "ASSET_MATERIALIZATION")
+    assert {
+        k: (m["items_expired"], m["rows_archived"], m["rows_written"]) for k, m in done.items()
+    } == {
+        "archive/campaign_interactions": (1, 3, 3),
+        "archive/canvas_interactions": (1, 2, 2),
+    }
+
+
+def test_a_run_launched_without_an_as_of_decides_and_moves_as_of_one_instant(
+    settings: Settings,
+) -> None:
+    scenario.build(settings)
+    job = build_defs(settings).resolve_job_def("nightly_expiry")
+    with dg.instance_for_test() as instance:
+        run = job.execute_in_process(run_config=expiry_run_config(""), instance=instance)
+        record = instance.get_run_record_by_id(run.run_id)
+    assert record is not None and record.create_timestamp is not None
+    [decided] = run.asset_materializations_for_node("expiry_eligibility")
+    moved = run.asset_materializations_for_node("interaction_archive")[0]
+    as_of = decided.metadata["as_of"].value
+    summary = moved.metadata["result"].value
+    assert isinstance(summary, dict) and as_of == summary["as_of"]
+    assert as_of == record.create_timestamp.astimezone(UTC).isoformat()
 
 
 def test_schedule_as_of_is_the_tick_time(settings: Settings) -> None:
