@@ -10,11 +10,9 @@ from typing import Any
 
 import duckdb
 
+from ix_pipeline.exports.user_export import event_names, iso
+
 __all__ = ["profile_lists"]
-
-
-def _iso(seconds_sql: str) -> str:
-    return f"strftime(make_timestamp(({seconds_sql}) * 1000000), '%Y-%m-%dT%H:%M:%SZ')"
 
 
 def _resolve(con: duckdb.DuckDBPyConnection, user_ref: str) -> str | None:
@@ -39,34 +37,38 @@ def profile_lists(con: duckdb.DuckDBPyConnection, user_id: str) -> dict[str, lis
     resolved = _resolve(con, user_id)
     if resolved is None:
         raise LookupError(f"user {user_id} is not known (neither a user_id nor an external id)")
+    # A name from the events is the latest over all of the item's rows, as in the user
+    # export, not over this user's rows alone.
+    names = event_names(
+        """item_id IN (SELECT item_id FROM visible_campaign_interactions WHERE user_id = $user
+                       UNION ALL
+                       SELECT item_id FROM visible_canvas_interactions WHERE user_id = $user)"""
+    )
     cur = con.cursor()
     try:
         campaigns = cur.execute(
-            f"""SELECT r.item_id, coalesce(ci.name, r.event_name), {_iso("r.last")}
-                FROM (SELECT item_id, max(time) AS last,
-                             arg_max(campaign_name, (time, id))
-                               FILTER (WHERE campaign_name IS NOT NULL) AS event_name
-                      FROM visible_campaign_interactions
-                      WHERE user_id = ? AND kind = 'received' GROUP BY item_id) AS r
+            f"""SELECT r.item_id, coalesce(ci.name, en.name), {iso("r.last")}
+                FROM (SELECT item_id, max(time) AS last FROM visible_campaign_interactions
+                      WHERE user_id = $user AND kind = 'received' GROUP BY item_id) AS r
                 LEFT JOIN catalog_items ci ON ci.id = r.item_id
+                LEFT JOIN {names["campaign"]} AS en ON en.item_id = r.item_id
                 ORDER BY r.last DESC, r.item_id""",  # noqa: S608
-            [resolved],
+            {"user": resolved},
         ).fetchall()
         steps = cur.execute(
-            f"""SELECT r.item_id, coalesce(ci.name, r.canvas_name), r.canvas_step_id,
-                       coalesce(k.name, r.step_name), {_iso("r.last")}
-                FROM (SELECT item_id, canvas_step_id, max(time) AS last,
-                             arg_max(canvas_name, (time, id))
-                               FILTER (WHERE canvas_name IS NOT NULL) AS canvas_name,
-                             arg_max(canvas_step_name, (time, id))
-                               FILTER (WHERE canvas_step_name IS NOT NULL) AS step_name
+            f"""SELECT r.item_id, coalesce(ci.name, en.name), r.canvas_step_id,
+                       coalesce(k.name, sn.name), {iso("r.last")}
+                FROM (SELECT item_id, canvas_step_id, max(time) AS last
                       FROM visible_canvas_interactions
-                      WHERE user_id = ? AND kind = 'received' GROUP BY ALL) AS r
+                      WHERE user_id = $user AND kind = 'received' GROUP BY ALL) AS r
                 LEFT JOIN catalog_items ci ON ci.id = r.item_id
+                LEFT JOIN {names["canvas"]} AS en ON en.item_id = r.item_id
                 LEFT JOIN item_components k ON k.item_id = r.item_id
                   AND k.component_type = 'step' AND k.component_id = r.canvas_step_id
+                LEFT JOIN {names["canvas_step"]} AS sn
+                  ON sn.item_id = r.item_id AND sn.canvas_step_id = r.canvas_step_id
                 ORDER BY r.last DESC, r.item_id, r.canvas_step_id NULLS LAST""",  # noqa: S608
-            [resolved],
+            {"user": resolved},
         ).fetchall()
     finally:
         cur.close()

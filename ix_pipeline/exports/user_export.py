@@ -38,8 +38,6 @@ from typing import BinaryIO
 import duckdb
 import pyarrow as pa
 
-from ix_pipeline.exports.profiles import profile_lists
-
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_USERS_PER_CHUNK",
@@ -49,9 +47,9 @@ __all__ = [
     "canvas_rollup_sql",
     "canvas_steps_sql",
     "export_users",
+    "event_names",
     "export_users_sql",
     "iso",
-    "profile_lists",
     "resolve_users",
 ]
 

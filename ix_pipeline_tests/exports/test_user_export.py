@@ -272,3 +272,10 @@ def test_a_name_from_the_events_does_not_depend_on_which_users_are_exported(
     assert names_of_cmp_z(tmp_path / "whole.jsonl") == {"u1": "New name", "u9": "New name"}
     assert (tmp_path / "chunked.jsonl").read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
     assert names_of_cmp_z(tmp_path / "u1.jsonl") == {"u1": "New name"}
+    with hot_connection(db, read_only=True) as con:
+        [(name,)] = [
+            (c["name"],)
+            for c in profile_lists(con, "u1")["campaigns_received"]
+            if c["campaign_id"] == "cmp_z"
+        ]
+    assert name == "New name"  # the profile list agrees with the export
