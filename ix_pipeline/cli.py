@@ -76,7 +76,6 @@ def _run_job(
     tags: dict[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
     from ix_pipeline.definitions import build_defs, build_resources
-    from ix_pipeline.notifications.mail import MailError
     from ix_pipeline.orchestration.instance import get_instance, reap_dead_cli_runs, unstick_pool
     from ix_pipeline.orchestration.restore_job import notify_dead_restore
 
@@ -84,11 +83,12 @@ def _run_job(
     mail = build_resources(settings)["mail"]
 
     def notify(run: dg.DagsterRun) -> None:
-        # A restore that died could not send its failure notice; the mail must not be lost.
+        # A restore that died could not send its notice. Whatever stops this one (a mail
+        # server down, an outbox not writable) must not stop the command that found it.
         try:
             notify_dead_restore(run, mail)  # type: ignore[arg-type]
-        except MailError as exc:
-            err.print(f"the failure notice of run {run.run_id} could not be sent: {exc}")
+        except Exception as exc:  # noqa: BLE001
+            err.print(f"the notice of the interrupted run {run.run_id} could not be sent: {exc}")
 
     for run_id in reap_dead_cli_runs(instance, notify):
         err.print(f"marked run {run_id} failed: its process had died (its work resumes now)")

@@ -241,13 +241,30 @@ def test_restore_killed_mid_copy_converges_without_duplicates(files_only: Settin
     assert "marked run" in again.stderr
     assert rows_of(settings, "cmp_stop") == before
     assert_invariants(settings)
-    # The next command reaped the dead run and sent its failure notice, then its own.
+    # The next command reaped the dead run and sent its notice, then its own.
     subjects = [
         message_from_bytes(p.read_bytes())["Subject"] for p in settings.outbox.glob("*.eml")
     ]
-    assert len(subjects) == 2 and "[ix_pipeline] restore FAILED" in subjects
-    failed = next(p for p in settings.outbox.glob("*.eml") if b"FAILED" in p.read_bytes())
-    assert b"cmp_stop" in failed.read_bytes() and b"died" in failed.read_bytes()
+    assert len(subjects) == 2 and "[ix_pipeline] restore interrupted" in subjects
+    notice = next(p for p in settings.outbox.glob("*.eml") if b"interrupted" in p.read_bytes())
+    assert b"cmp_stop" in notice.read_bytes() and b"stopped before" in notice.read_bytes()
+
+
+def test_a_dead_restore_whose_notice_cannot_be_sent_does_not_stop_the_next_command(
+    files_only: Settings,
+) -> None:
+    settings = files_only
+    ix(settings, "ingest")
+    ix(settings, "expire", "--as-of", NIGHT)
+    crashed = ix(
+        settings, "restore", "--campaign", "cmp_stop", fault="restore.mid_copy", check=False
+    )
+    assert crashed.returncode == FAULT_EXIT_CODE
+    shutil.rmtree(settings.outbox, ignore_errors=True)
+    settings.outbox.write_text("a file where the outbox folder should be")
+    proc = ix(settings, "ingest")
+    said = " ".join(proc.stderr.split())  # the console wraps long lines
+    assert "marked run" in said and "could not be sent" in said
 
 
 def test_expiry_and_restore_of_the_same_item_at_once(files_only: Settings) -> None:

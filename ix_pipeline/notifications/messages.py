@@ -52,15 +52,14 @@ def restore_succeeded(to: str, request: RestoreRequest, result: RestoreResult, r
 
 
 def restore_failed(
-    to: str, request: RestoreRequest, error: str, run_id: str, seconds: float | None
+    to: str, request: RestoreRequest, error: str, run_id: str, seconds: float
 ) -> Mail:
-    """`seconds` is None when nobody saw the run end (its process died)."""
     body = "\n".join([
         "Your restore of messaging interaction data failed.",
         "",
         f"Requested: {_asked(request)}",
         f"Run: {run_id}",
-        *([f"Duration: {seconds:.1f} s"] if seconds is not None else []),
+        f"Duration: {seconds:.1f} s",
         "",
         f"What went wrong: {error}",
         "",
@@ -68,6 +67,23 @@ def restore_failed(
         "items already restored stay restored, the rest resume where they stopped.",
     ])  # fmt: skip
     return Mail(to, "[ix_pipeline] restore FAILED", body)
+
+
+def restore_interrupted(to: str, request: RestoreRequest, run_id: str) -> Mail:
+    """For a restore run whose process died: nobody saw how far it got, so the notice says
+    what is certain and where to look, never "failed" for items that may be back."""
+    body = "\n".join([
+        "The process running your restore of messaging interaction data stopped before the",
+        "run ended (it was killed or crashed).",
+        "",
+        f"Requested: {_asked(request)}",
+        f"Run: {run_id}",
+        "",
+        "Items it had finished are available again. Any it left halfway stay invisible until",
+        "a restore runs again: the catalog sensor resumes them, or launch the same restore.",
+        "`ix status ID` shows where each item is. No data was lost: the archive keeps every row.",
+    ])  # fmt: skip
+    return Mail(to, "[ix_pipeline] restore interrupted", body)
 
 
 def expiring_soon(to: str, decisions: Sequence[Decision], as_of: datetime, days: int) -> Mail:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -55,23 +57,40 @@ def reap_dead_cli_runs(
     does this for UI-launched runs; the CLI does it for its own, identified by host and pid.
     """
     reaped = []
-    runs = instance.get_runs(
-        filters=dg.RunsFilter(
-            statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
-            tags={"ix/launched_by": "cli", "ix/host": socket.gethostname()},
-        )
-    )
-    for run in runs:
-        pid = run.tags.get("ix/pid", "")
-        if pid.isdigit() and not _alive(int(pid)):
-            instance.report_run_failed(
-                run, f"the process running it (pid {pid}) died before the run ended"
+    # Two commands starting at once must not both reap (and notify) the same dead run.
+    with _reaper_lock(instance):
+        runs = instance.get_runs(
+            filters=dg.RunsFilter(
+                statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
+                tags={"ix/launched_by": "cli", "ix/host": socket.gethostname()},
             )
-            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-            reaped.append(run.run_id)
-            if on_reaped:
-                on_reaped(run)
+        )
+        for run in runs:
+            pid = run.tags.get("ix/pid", "")
+            if pid.isdigit() and not _alive(int(pid)):
+                instance.report_run_failed(
+                    run, f"the process running it (pid {pid}) died before the run ended"
+                )
+                instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+                reaped.append(run.run_id)
+                if on_reaped:
+                    on_reaped(run)
     return reaped
+
+
+@contextmanager
+def _reaper_lock(instance: dg.DagsterInstance) -> Iterator[None]:
+    """An exclusive lock on a file in the instance's folder, held while runs are reaped."""
+    root = getattr(instance, "root_directory", None)
+    if not root:
+        yield
+        return
+    with open(Path(root) / ".ix-reaper.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 HOT_POOL = "hot_db"

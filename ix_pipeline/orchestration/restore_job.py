@@ -99,7 +99,7 @@ def restore_items(
 
 
 def notify_dead_restore(run: dg.DagsterRun, mail: MailResource) -> str | None:
-    """The failure notice of a restore run whose process died: the op could not send it.
+    """The notice of a restore run whose process died: the op could not send its own.
     Returns where it went; None for a run of another job."""
     if run.job_name != restore_interaction_data.name:
         return None
@@ -111,11 +111,7 @@ def notify_dead_restore(run: dg.DagsterRun, mail: MailResource) -> str | None:
         tags=tuple(config.get("tags", ())),
     )
     to = str(config.get("requested_by", "")).strip() or mail.default_to
-    error = (
-        "the process running the restore died before it ended; items it had started stay "
-        "invisible ('restoring') until a restore runs again (the catalog sensor resumes them)"
-    )
-    return mail.send(messages.restore_failed(to, request, error, run.run_id, None))
+    return mail.send(messages.restore_interrupted(to, request, run.run_id))
 
 
 @dg.job(
