@@ -443,11 +443,11 @@ def rebuild_catalog_tables(
         reference_rows,
     )
     insert_rows(con, "INSERT INTO catalog_errors VALUES (?, ?, ?, ?, ?, ?)", error_rows)
-    # Every item gets a lifecycle row; legacy deletions are terminal from the start.
+    # Every item gets a lifecycle row, hot at first: events may have come before the item's
+    # document, and a legacy deletion hides them, so it goes through the audited move below.
     con.execute(
         """INSERT INTO item_lifecycle
-           SELECT id, type, CASE WHEN interaction_data_deleted_at IS NOT NULL THEN 'legacy_deleted'
-                                 ELSE 'hot' END, NULL, NULL, ?, NULL
+           SELECT id, type, 'hot', NULL, NULL, ?, NULL
            FROM catalog_items c WHERE NOT EXISTS (SELECT 1 FROM item_lifecycle l WHERE l.item_id = c.id)""",
         [now],
     )

@@ -330,3 +330,18 @@ def test_a_catalog_file_whose_name_is_not_utf8_is_read_and_kept_by_its_escaped_n
     assert path.endswith("catalog-\\xff.json")
     again, _ = ingest(settings)
     assert again.files_skipped == 1
+
+
+def test_events_before_a_legacy_deleted_document_are_hidden_with_an_audit_row(
+    settings: Settings,
+) -> None:
+    write_events(settings.landing / "currents", SEND,
+                 [campaign_event("cmp_old", "u1"), campaign_event("cmp_old", "u2")])  # fmt: skip
+    ingest(settings)  # the events arrive first: no catalog document yet
+    old = campaign("cmp_old", stopped_at="2021-01-01T00:00:00Z", deleted_at="2023-02-01T00:00:00Z")
+    write_catalog(settings.landing / "catalog", [old])
+    ingest(settings)
+    assert q(settings, "SELECT state FROM item_lifecycle") == [("legacy_deleted",)]
+    assert q(settings, "SELECT from_state, to_state, rows FROM lifecycle_audit") == [
+        ("hot", "legacy_deleted", 2)
+    ]

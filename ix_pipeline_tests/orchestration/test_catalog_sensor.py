@@ -154,6 +154,22 @@ def test_a_restore_that_died_halfway_is_resumed_once(expired: Settings) -> None:
     assert_invariants(expired)
 
 
+def test_a_restore_that_died_with_no_consumer_waiting_fails_no_check_when_auto_restore_is_off(
+    expired: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IX_AUTO_RESTORE", "false")
+    crashed = ix(
+        expired, "restore", "--campaign", "cmp_stop", fault="restore.mid_copy", check=False
+    )
+    assert crashed.returncode == FAULT_EXIT_CODE
+    with dg.instance_for_test() as instance:
+        evaluations = check_evaluations(load_settings(expired.data_dir), instance)
+    assert evaluations["active_consumers_have_their_data"].passed
+    # The item left halfway is reported, as a warning: its rows are safe in the archive.
+    stuck = evaluations["expired_items_invisible"]
+    assert not stuck.passed and stuck.severity == dg.AssetCheckSeverity.WARN
+
+
 def test_a_mail_server_that_is_down_holds_back_the_notice_not_the_restore(
     expired: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
