@@ -524,8 +524,9 @@ def demo(data_dir: str | None, as_json: bool, users: int, events: int, campaigns
         def progress(what: str, done: int, total: int) -> None:
             bar.update(task, description=what, completed=done, total=total)
 
+        # The workspace's history ends at the as-of the expiry runs at, as a real one would.
         summary = generate_workspace(settings.data_dir, n_users=users, n_events=events, n_campaigns=campaigns,
-                                     n_canvases=canvases, seed=seed, progress=progress)  # fmt: skip
+                                     n_canvases=canvases, seed=seed, now=when, progress=progress)  # fmt: skip
     err.print(f"generated {summary}")
     from ix_pipeline.orchestration.jobs import expiry_run_config, ingest_run_config
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
@@ -265,6 +266,19 @@ def test_a_dead_restore_whose_notice_cannot_be_sent_does_not_stop_the_next_comma
     proc = ix(settings, "ingest")
     said = " ".join(proc.stderr.split())  # the console wraps long lines
     assert "marked run" in said and "could not be sent" in said
+
+
+def test_a_demo_as_of_a_past_instant_has_no_history_after_it(settings: Settings) -> None:
+    as_of = "2025-06-01T02:00:00Z"
+    small = ["--users", "300", "--events", "3000", "--campaigns", "8", "--canvases", "3"]
+    ix(settings, "demo", *small, "--as-of", as_of)
+    [(last_event, last_stop)] = q(
+        settings,
+        """SELECT (SELECT max(time) FROM campaign_interactions),
+                  (SELECT max(epoch(stopped_at))::BIGINT FROM catalog_items)""",
+    )
+    cutoff = int(datetime.fromisoformat(as_of).timestamp())
+    assert last_event <= cutoff and last_stop <= cutoff
 
 
 def test_expiry_and_restore_of_the_same_item_at_once(files_only: Settings) -> None:
