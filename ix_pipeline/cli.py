@@ -76,6 +76,7 @@ def _run_job(
     tags: dict[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
     from ix_pipeline.definitions import build_defs, build_resources
+    from ix_pipeline.notifications.mail import MailError
     from ix_pipeline.orchestration.instance import get_instance, reap_dead_cli_runs, unstick_pool
     from ix_pipeline.orchestration.restore_job import notify_dead_restore
 
@@ -87,7 +88,7 @@ def _run_job(
         # server down, an outbox not writable) must not stop the command that found it.
         try:
             notify_dead_restore(run, mail)  # type: ignore[arg-type]
-        except Exception as exc:  # noqa: BLE001
+        except MailError as exc:
             err.print(f"the notice of the interrupted run {run.run_id} could not be sent: {exc}")
 
     for run_id in reap_dead_cli_runs(instance, notify):

@@ -58,10 +58,15 @@ def send_mail(mail: Mail, settings: MailSettings) -> str:
     """Deliver the mail; returns where it went (an SMTP host or an outbox file path)."""
     msg = build_message(mail, settings.mail_from)
     if not settings.smtp_host:
-        settings.outbox.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         path = settings.outbox / f"{stamp}-{uuid.uuid4().hex[:8]}.eml"
-        path.write_bytes(bytes(msg))
+        try:
+            settings.outbox.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(bytes(msg))
+        except OSError as exc:
+            # An outbox that cannot be written is a mail that cannot be sent, like a server
+            # that is down: callers handle both as MailError.
+            raise MailError(f"could not write the mail to {settings.outbox}: {exc}") from None
         return str(path)
     try:
         with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=30) as smtp:

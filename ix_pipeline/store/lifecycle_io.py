@@ -66,10 +66,11 @@ def rows_moved_by_last_expiry(
     con: duckdb.DuckDBPyConnection, item_ids: Sequence[str]
 ) -> dict[str, tuple[int, datetime]]:
     """Per item, the rows its latest expiry deleted from the hot store (after checking that
-    the archive held each of them) and when."""
+    the archive held each of them) and when; late rows moved since are not counted."""
     rows = con.execute(
         """SELECT item_id, arg_max(rows, logged_at), max(logged_at) FROM lifecycle_audit
-           WHERE to_state = 'expired' AND item_id IN (SELECT unnest(?)) GROUP BY item_id""",
+           WHERE from_state = 'expiring' AND to_state = 'expired'
+             AND item_id IN (SELECT unnest(?)) GROUP BY item_id""",
         [list(item_ids)],
     ).fetchall()
     return {item_id: (int(n), at) for item_id, n, at in rows}

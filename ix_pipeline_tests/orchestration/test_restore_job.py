@@ -3,10 +3,14 @@ server on loopback; secrets never in logs or run config."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
 from ix_pipeline.definitions import build_defs
+from ix_pipeline.notifications.mail import Mail, MailError
+from ix_pipeline.orchestration.resources import MailResource
 from ix_pipeline.settings import Settings, load_settings
 from ix_pipeline_tests.builders import campaign, campaign_event, write_catalog, write_events
 from ix_pipeline_tests.conftest import ingest, q
@@ -162,3 +166,10 @@ def test_expiring_soon_lists_items_and_mails_them(settings: Settings) -> None:
     assert mat.metadata["item_ids"].value == ["cmp_soon"]
     [eml] = list(settings.outbox.glob("*.eml"))
     assert "cmp_soon" in eml.read_text() and "cmp_later" not in eml.read_text()
+
+
+def test_an_outbox_that_cannot_be_written_is_a_mail_error_naming_it(tmp_path: Path) -> None:
+    blocked = tmp_path / "outbox"
+    blocked.write_text("a file where the outbox folder should be")
+    with pytest.raises(MailError, match="could not write the mail to .*outbox"):
+        MailResource(outbox=str(blocked)).send(Mail("ana@example.com", "subject", "body"))
