@@ -189,15 +189,13 @@ def run_expiry(
     if dry_run:
         result.expired = [d.item_id for d in plan.eligible]
         result.rows_per_item = {d.item_id: plan.hot_rows.get(d.item_id, 0) for d in plan.eligible}
-        item_type_of = {d.item_id: d.item_type for d in plan.decisions}
         for item_type, moved in result.by_type.items():
             mine = [d for d in plan.eligible if d.item_type == item_type]
             moved.items_expired = len(mine)
             moved.rows_archived = sum(result.rows_per_item[d.item_id] for d in mine)
-            moved.rows_still_hot = (
-                sum(n for i, n in plan.hot_rows.items() if item_type_of.get(i) == item_type)
-                - moved.rows_archived
-            )
+            # Counted from the table, as the real run does: rows of items the catalog does
+            # not know yet have no decision, but they stay hot all the same.
+            moved.rows_still_hot = _hot_rows(con, item_type) - moved.rows_archived
         return result
 
     with transaction(con):
@@ -221,9 +219,12 @@ def run_expiry(
             if progress:
                 progress(done, len(steps))
     for item_type, moved in result.by_type.items():
-        table = interaction_table(item_type)
-        moved.rows_still_hot = scalar(con, f"SELECT count(*) FROM {table}")  # noqa: S608
+        moved.rows_still_hot = _hot_rows(con, item_type)
     return result
+
+
+def _hot_rows(con: duckdb.DuckDBPyConnection, item_type: ItemType) -> int:
+    return scalar(con, f"SELECT count(*) FROM {interaction_table(item_type)}")  # noqa: S608
 
 
 def _expire_chunk(

@@ -82,10 +82,16 @@ def reap_dead_cli_runs(
 def _reaper_lock(instance: dg.DagsterInstance) -> Iterator[None]:
     """An exclusive lock on a file in the instance's folder, held while runs are reaped."""
     root = getattr(instance, "root_directory", None)
-    if not root:
+    try:
+        if not root:
+            raise FileNotFoundError("the instance has no folder")
+        Path(root).mkdir(parents=True, exist_ok=True)  # Dagster creates it only when needed
+        handle = open(Path(root) / ".ix-reaper.lock", "a")  # noqa: SIM115 (closed below)
+    except OSError:
+        # No lock to be had: reap all the same; at worst a notice goes out twice.
         yield
         return
-    with open(Path(root) / ".ix-reaper.lock", "a") as handle:
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

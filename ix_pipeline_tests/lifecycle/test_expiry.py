@@ -112,6 +112,21 @@ def test_an_archive_under_a_path_with_a_space_and_an_accent_expires_and_verifies
     assert_invariants(elsewhere)
 
 
+def test_a_dry_run_counts_the_rows_that_stay_hot_as_the_real_run_does(settings: Settings) -> None:
+    write_catalog(settings.landing / "catalog", [campaign("cmp_stop")])
+    # cmp_orphan's document has not arrived: no decision, but its rows stay hot.
+    write_events(settings.landing / "currents", SEND,
+                 [campaign_event("cmp_stop", f"u{i}") for i in range(3)]
+                 + [campaign_event("cmp_orphan", f"u{i}") for i in range(2)])  # fmt: skip
+    ingest(settings)
+    dry = expire(settings, NIGHT, dry_run=True)
+    real = expire(settings, NIGHT)
+    assert dry.rows_still_hot == real.rows_still_hot == 2
+    assert dry.by_type["campaign"] == replace(
+        real.by_type["campaign"], rows_written=0, rows_deleted=0
+    )
+
+
 def test_boundary_one_second_before_and_exactly_at(workspace: Settings) -> None:
     assert expire(workspace, "2025-04-30T09:59:59Z").expired == []
     assert sorted(expire(workspace, "2025-04-30T10:00:00Z").expired) == EXPIRING
