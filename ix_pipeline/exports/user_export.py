@@ -405,9 +405,9 @@ def export_users(
     partial = out_path.with_name(out_path.name + ".partial")
     written = 0
     cur = con.cursor()
+    # Once per export, not per chunk: the same names for every user, and one scan.
+    names = {kind: f"_export_names_{kind}" for kind in _EVENT_NAME_KINDS}
     try:
-        # Once per export, not per chunk: the same names for every user, and one scan.
-        names = {kind: f"_export_names_{kind}" for kind in _EVENT_NAME_KINDS}
         for kind, relation in event_names("true").items():
             cur.execute(f"CREATE OR REPLACE TEMP TABLE {names[kind]} AS SELECT * FROM {relation}")  # noqa: S608
         with partial.open("wb") as out:
@@ -417,8 +417,8 @@ def export_users(
                     written += _write_lines(out, batch.column(0))
         os.replace(partial, out_path)
     finally:
-        for kind in _EVENT_NAME_KINDS:
-            cur.execute(f"DROP TABLE IF EXISTS _export_names_{kind}")
+        for table in names.values():
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
         cur.close()
         partial.unlink(missing_ok=True)
     return written

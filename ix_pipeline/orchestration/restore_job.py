@@ -34,13 +34,7 @@ def restore_items(
     mail: MailResource,
 ) -> dict[str, Any]:
     started = time.monotonic()
-    request = RestoreRequest(
-        # Taken as typed: the catalog's ids may carry spaces, and "cmp_a " is not "cmp_a".
-        campaign_ids=tuple(config.campaign_ids),
-        canvas_ids=tuple(config.canvas_ids),
-        tags=tuple(config.tags),
-    )
-    to = config.requested_by.strip() or mail.default_to
+    request, to = _request_and_recipient(config, mail)
 
     def notify(message: Mail) -> str:
         # A mail server that is down must neither hide a restore that worked nor replace the
@@ -104,14 +98,20 @@ def notify_dead_restore(run: dg.DagsterRun, mail: MailResource) -> str | None:
     if run.job_name != restore_interaction_data.name:
         return None
     run_config: dict[str, Any] = dict(run.run_config)
-    config: dict[str, Any] = run_config.get("ops", {}).get("restore_items", {}).get("config", {})
-    request = RestoreRequest(
-        campaign_ids=tuple(config.get("campaign_ids", ())),
-        canvas_ids=tuple(config.get("canvas_ids", ())),
-        tags=tuple(config.get("tags", ())),
-    )
-    to = str(config.get("requested_by", "")).strip() or mail.default_to
+    config = RestoreConfig(**run_config.get("ops", {}).get("restore_items", {}).get("config", {}))
+    request, to = _request_and_recipient(config, mail)
     return mail.send(messages.restore_interrupted(to, request, run.run_id))
+
+
+def _request_and_recipient(config: RestoreConfig, mail: MailResource) -> tuple[RestoreRequest, str]:
+    """What a restore run was asked for, and who hears of it."""
+    request = RestoreRequest(
+        # Taken as typed: the catalog's ids may carry spaces, and "cmp_a " is not "cmp_a".
+        campaign_ids=tuple(config.campaign_ids),
+        canvas_ids=tuple(config.canvas_ids),
+        tags=tuple(config.tags),
+    )
+    return request, config.requested_by.strip() or mail.default_to
 
 
 @dg.job(
