@@ -77,6 +77,7 @@ def _run_job(
 ) -> dg.ExecuteInProcessResult:
     from ix_pipeline.definitions import build_defs, build_resources
     from ix_pipeline.notifications.mail import MailError
+    from ix_pipeline.orchestration.console import ix_console
     from ix_pipeline.orchestration.instance import get_instance, reap_dead_cli_runs, unstick_pool
     from ix_pipeline.orchestration.restore_job import notify_dead_restore
 
@@ -104,7 +105,7 @@ def _run_job(
 
     reaper = threading.Thread(target=reap_while_waiting, name="ix-reaper", daemon=True)
     reaper.start()
-    job = build_defs(settings).resolve_job_def(job_name)
+    job = build_defs(settings).resolve_job_def(job_name).with_logger_defs({"console": ix_console})
     # INFO shows our progress lines; Dagster's per-event DEBUG chatter stays in the UI's logs.
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     try:
@@ -127,6 +128,8 @@ def _run_job(
 def _job_failure(result: dg.ExecuteInProcessResult) -> str:
     from dagster import AssetCheckSeverity
 
+    from ix_pipeline.orchestration.console import innermost_error
+
     # A blocking check that failed says what is wrong with the input (which consumer, which
     # item); Dagster's own error names only the check.
     checks = [
@@ -138,18 +141,14 @@ def _job_failure(result: dg.ExecuteInProcessResult) -> str:
         and e.asset_check_evaluation_data.description
     ]
     if checks:
-        return "; ".join(checks)
+        return "; ".join(checks).rstrip(".")
     for event in result.all_events:
         if event.is_failure and event.step_failure_data is not None:
             data = event.step_failure_data
             if data.user_failure_data and data.user_failure_data.description:
-                return data.user_failure_data.description
+                return data.user_failure_data.description.rstrip(".")
             if data.error:
-                # Dagster wraps the op's exception; the innermost cause says what went wrong.
-                error = data.error
-                while error.cause is not None:
-                    error = error.cause
-                return error.message.strip().splitlines()[-1]
+                return innermost_error(data.error).rstrip(".")
     return "the run failed; see the run in the Dagster UI"
 
 

@@ -116,6 +116,37 @@ def test_an_ingest_stopped_by_a_blocking_check_names_the_consumer_and_the_item(
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: ingest failed: no_dead_references")
     assert "seg_dead" in last and "cmp_nope" in last
+    assert "Stack Trace" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_failed_run_prints_one_line_per_failure_and_keeps_its_traces_in_the_run_log(
+    files_only: Settings,
+) -> None:
+    import dagster as dg
+
+    settings = files_only
+    ix(settings, "ingest")
+    # A file where the campaign archive's folder should be: every step reading it fails.
+    Path(settings.archive_uri).mkdir(parents=True, exist_ok=True)
+    (Path(settings.archive_uri) / "campaign_interactions").write_text("not a folder")
+    proc = ix(settings, "expire", "--as-of", NIGHT, check=False)
+    assert proc.returncode == 1
+    assert "Stack Trace" not in proc.stderr and 'File "' not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("Error: expiry failed: ") and "campaign_interactions" in lines[-1]
+    failed = [line for line in lines if " - failed: " in line]
+    assert failed and all("campaign_interactions" in line for line in failed)
+    [run_line] = [line for line in lines if "stack traces are in the run's log" in line]
+    run_id = run_line.split(" run ")[1].split()[0]
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        failures = [
+            e.dagster_event
+            for e in instance.all_logs(run_id)
+            if e.dagster_event is not None and e.dagster_event.is_step_failure
+        ]
+    assert failures and all(
+        f.step_failure_data.error is not None and f.step_failure_data.error.stack for f in failures
+    )
 
 
 def test_a_bad_setting_and_a_bad_out_path_are_one_sentence_naming_them(
