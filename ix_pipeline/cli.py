@@ -79,7 +79,7 @@ def _run_job(
     from ix_pipeline.notifications.mail import MailError
     from ix_pipeline.orchestration.console import ix_console
     from ix_pipeline.orchestration.instance import get_instance, reap_dead_cli_runs, unstick_pool
-    from ix_pipeline.orchestration.restore_job import notify_dead_restore
+    from ix_pipeline.orchestration.restore_job import notify_interrupted_restore
 
     instance = get_instance(settings.dagster_home)
     mail = build_resources(settings)["mail"]
@@ -88,7 +88,7 @@ def _run_job(
         # A restore that died could not send its notice. Whatever stops this one (a mail
         # server down, an outbox not writable) must not stop the command that found it.
         try:
-            notify_dead_restore(run, mail)  # type: ignore[arg-type]
+            notify_interrupted_restore(instance, run, mail)  # type: ignore[arg-type]
         except MailError as exc:
             err.print(f"the notice of the interrupted run {run.run_id} could not be sent: {exc}")
 

@@ -34,6 +34,7 @@ from ix_pipeline.orchestration.sensors import (
     CatalogSensorConfig,
     catalog_sensor,
     landing_files_sensor,
+    restore_notice_sensor,
 )
 from ix_pipeline.settings import Settings, load_settings
 
@@ -81,7 +82,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
             catalog_refresh_job,
         ],
         schedules=[nightly_expiry_schedule, expiring_soon_schedule(settings.expiring_soon_days)],
-        sensors=[landing_files_sensor, catalog_sensor],
+        sensors=[landing_files_sensor, catalog_sensor, restore_notice_sensor],
         resources=build_resources(settings),
     )
 

@@ -69,7 +69,9 @@ def restore_failed(
     return Mail(to, "[ix_pipeline] restore FAILED", body)
 
 
-def restore_interrupted(to: str, request: RestoreRequest, run_id: str) -> Mail:
+def restore_interrupted(
+    to: str, request: RestoreRequest, run_id: str, cause: str | None = None
+) -> Mail:
     """For a restore run whose process died: nobody saw how far it got, so the notice says
     what is certain and where to look, never "failed" for items that may be back."""
     body = "\n".join([
@@ -78,6 +80,7 @@ def restore_interrupted(to: str, request: RestoreRequest, run_id: str) -> Mail:
         "",
         f"Requested: {_asked(request)}",
         f"Run: {run_id}",
+        *([f"What Dagster recorded: {cause}"] if cause else []),
         "",
         "Items it had finished are available again. Any it left halfway stay invisible until",
         "a restore runs again: the catalog sensor resumes them, or launch the same restore.",

@@ -20,6 +20,9 @@ def innermost_error(error: SerializableErrorInfo) -> str:
     (Dagster wraps the op's exception in errors that say only that a step failed)."""
     while error.cause is not None:
         error = error.cause
+    if error.cls_name == "ChildProcessCrashException":
+        # How Dagster reports a step process that died (kill -9, out of memory): no message.
+        return "the step's process died before it finished (killed, out of memory or crashed)"
     lines = error.message.strip().splitlines()
     return lines[-1] if lines else error.cls_name or "an error"
 

@@ -58,7 +58,7 @@ def reap_dead_cli_runs(
     """
     reaped = []
     # Two commands starting at once must not both reap (and notify) the same dead run.
-    with _reaper_lock(instance):
+    with reaper_lock(instance):
         runs = instance.get_runs(
             filters=dg.RunsFilter(
                 statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
@@ -79,8 +79,9 @@ def reap_dead_cli_runs(
 
 
 @contextmanager
-def _reaper_lock(instance: dg.DagsterInstance) -> Iterator[None]:
-    """An exclusive lock on a file in the instance's folder, held while runs are reaped."""
+def reaper_lock(instance: dg.DagsterInstance) -> Iterator[None]:
+    """An exclusive lock on a file in the instance's folder, held while runs are reaped and
+    while a failed run's notice is sent, so two processes never send the same one."""
     root = getattr(instance, "root_directory", None)
     try:
         if not root:

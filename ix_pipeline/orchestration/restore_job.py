@@ -1,7 +1,10 @@
 """`restore_interaction_data`: the job a data engineer launches from the UI or `ix restore`.
 
 The op sends the completion mail itself, on success and on failure, so the mail goes out
-however the run was launched and whether or not a Dagster daemon is running.
+however the run was launched and whether or not a Dagster daemon is running. A run whose op
+could not (its process died) gets an "interrupted" notice from whoever finds it failed: the
+`restore_notice_sensor` in the daemon, or the next `ix` command that reaps it. A tag on the
+run records where its notice went, so it is sent once.
 """
 
 import time
@@ -20,6 +23,7 @@ from ix_pipeline.orchestration.config import RestoreConfig, parse_as_of
 from ix_pipeline.orchestration.resources import ArchiveResource, HotStoreResource, MailResource
 
 HOT_POOL = "hot_db"
+NOTICE_TAG = "ix/notice"
 
 
 @dg.op(
@@ -40,10 +44,12 @@ def restore_items(
         # A mail server that is down must neither hide a restore that worked nor replace the
         # reason a restore failed: log it and say so in the run.
         try:
-            return mail.send(message)
+            where = mail.send(message)
         except MailError as exc:
             context.log.error(f"the notice could not be sent: {exc}")
-            return f"not sent ({exc})"
+            where = f"not sent ({exc})"
+        context.instance.add_run_tags(context.run.run_id, {NOTICE_TAG: where[:200]})
+        return where
 
     try:
         as_of = parse_as_of(config.as_of)
@@ -92,15 +98,22 @@ def restore_items(
     }
 
 
-def notify_dead_restore(run: dg.DagsterRun, mail: MailResource) -> str | None:
-    """The notice of a restore run whose process died: the op could not send its own.
-    Returns where it went; None for a run of another job."""
+def notify_interrupted_restore(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, mail: MailResource, cause: str | None = None
+) -> str | None:
+    """The notice of a failed restore run whose op sent none (its process died, or it never
+    ran): once per run. Returns where it went; None when there was nothing to send."""
     if run.job_name != restore_interaction_data.name:
+        return None
+    run = instance.get_run_by_id(run.run_id) or run  # the op may have tagged it since
+    if NOTICE_TAG in run.tags:
         return None
     run_config: dict[str, Any] = dict(run.run_config)
     config = RestoreConfig(**run_config.get("ops", {}).get("restore_items", {}).get("config", {}))
     request, to = _request_and_recipient(config, mail)
-    return mail.send(messages.restore_interrupted(to, request, run.run_id))
+    where = mail.send(messages.restore_interrupted(to, request, run.run_id, cause))
+    instance.add_run_tags(run.run_id, {NOTICE_TAG: where[:200]})
+    return where
 
 
 def _request_and_recipient(config: RestoreConfig, mail: MailResource) -> tuple[RestoreRequest, str]:

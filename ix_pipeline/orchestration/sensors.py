@@ -1,5 +1,6 @@
 """Sensors: new Currents files start an ingest; catalog changes refresh references and
-eligibility, restore expired data that an active consumer needs, and report dead references.
+eligibility, restore expired data that an active consumer needs, and report dead references;
+a restore run that failed without its notice gets one.
 
 Both are cursor-based and idempotent (run keys), and never fail a tick because a run holds
 the hot store: they skip it with a message and look again at the next tick.
@@ -18,9 +19,14 @@ from ix_pipeline.lifecycle.expiry import plan_expiry
 from ix_pipeline.lifecycle.needs import restores_needed
 from ix_pipeline.notifications import messages
 from ix_pipeline.notifications.mail import MailError
+from ix_pipeline.orchestration.console import innermost_error
+from ix_pipeline.orchestration.instance import reaper_lock
 from ix_pipeline.orchestration.jobs import catalog_refresh_job, ingest_job
 from ix_pipeline.orchestration.resources import HotStoreResource, LandingResource, MailResource
-from ix_pipeline.orchestration.restore_job import restore_interaction_data
+from ix_pipeline.orchestration.restore_job import (
+    notify_interrupted_restore,
+    restore_interaction_data,
+)
 from ix_pipeline.store.events import pending_files
 from ix_pipeline.store.hot import HotStoreBusy
 from ix_pipeline.store.lifecycle_io import dead_references, load_item_facts
@@ -141,3 +147,21 @@ def catalog_sensor(
             f"automatic restore is off; {len(needs)} expired items are needed (see the asset checks)"
         )
     return dg.SkipReason("catalog unchanged; no expired data needed by an active consumer")
+
+
+@dg.run_failure_sensor(
+    monitored_jobs=[restore_interaction_data],
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def restore_notice_sensor(context: dg.RunFailureSensorContext, mail: MailResource) -> None:
+    """A restore run that failed before its op could send the notice (the step's process was
+    killed or crashed) still tells the requester, once."""
+    failures = [e.step_failure_data.error for e in context.get_step_failure_events()]
+    cause = next((innermost_error(e) for e in failures if e is not None), None)
+    with reaper_lock(context.instance):
+        where = notify_interrupted_restore(context.instance, context.dagster_run, mail, cause)
+    if where:
+        context.log.info(
+            f"restore run {context.dagster_run.run_id} ended without its notice; sent to {where}"
+        )
